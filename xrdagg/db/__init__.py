@@ -1,0 +1,1 @@
+"""Database layer: schema, dialect differences, engines and migrations."""

@@ -1,0 +1,317 @@
+"""Every difference between Oracle, PostgreSQL and SQLite, each as one named construct.
+
+Statements elsewhere are written once with these constructs and SQLAlchemy compiles them for the
+connection's dialect. Times are whole seconds since 1970-01-01 UTC ("epoch seconds") inside SQL,
+and `UtcDate` values at the edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Integer, Select, Table, exc
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Float
+
+from xrdagg.db.types import UtcDate
+
+# --- scalar expressions -------------------------------------------------------------------------
+
+
+class epoch_seconds(FunctionElement[int]):  # noqa: N801 - reads as the SQL function it renders
+    """Whole seconds since 1970-01-01 UTC of a DATE/TIMESTAMP expression."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(epoch_seconds, "oracle")
+def _epoch_seconds_oracle(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    # DATE arithmetic is in days; ROUND undoes the binary fraction of 1/86400.
+    return "ROUND((%s - DATE '1970-01-01') * 86400)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(epoch_seconds, "postgresql")
+def _epoch_seconds_pg(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM %s) AS BIGINT)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    return "CAST(strftime('%%s', %s) AS INTEGER)" % compiler.process(element.clauses, **kw)
+
+
+class from_epoch(FunctionElement[Any]):  # noqa: N801
+    """The UtcDate at a whole number of epoch seconds."""
+
+    type = UtcDate()
+    inherit_cache = True
+
+
+@compiles(from_epoch, "oracle")
+def _from_epoch_oracle(element: from_epoch, compiler: Any, **kw: Any) -> str:
+    # An interval is exact, where DATE + n/86400 could land a fraction of a second off.
+    return "(DATE '1970-01-01' + NUMTODSINTERVAL(%s, 'SECOND'))" % compiler.process(
+        element.clauses, **kw
+    )
+
+
+@compiles(from_epoch, "postgresql")
+def _from_epoch_pg(element: from_epoch, compiler: Any, **kw: Any) -> str:
+    return "(TIMESTAMP '1970-01-01 00:00:00' + (%s) * INTERVAL '1 second')" % compiler.process(
+        element.clauses, **kw
+    )
+
+
+@compiles(from_epoch, "sqlite")
+def _from_epoch_sqlite(element: from_epoch, compiler: Any, **kw: Any) -> str:
+    # datetime() returns 'YYYY-MM-DD HH:MM:SS', the storage form of UtcDate on SQLite.
+    return "datetime(%s, 'unixepoch')" % compiler.process(element.clauses, **kw)
+
+
+class floor_to(FunctionElement[int]):  # noqa: N801
+    """floor_to(seconds, width): the start of the width-second bin holding `seconds` (>= 0)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(floor_to, "oracle")
+def _floor_to_oracle(element: floor_to, compiler: Any, **kw: Any) -> str:
+    value, width = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(FLOOR(({value}) / {width}) * {width})"
+
+
+@compiles(floor_to)
+def _floor_to_integer_division(element: floor_to, compiler: Any, **kw: Any) -> str:
+    # PostgreSQL and SQLite divide integers as integers, truncating: floor for seconds >= 0.
+    value, width = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((({value}) / {width}) * {width})"
+
+
+class as_real(FunctionElement[float]):  # noqa: N801
+    """A number in floating-point form, so that division does not truncate."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(as_real, "oracle")
+def _as_real_oracle(element: as_real, compiler: Any, **kw: Any) -> str:
+    return "(%s)" % compiler.process(element.clauses, **kw)  # NUMBER divides exactly
+
+
+@compiles(as_real, "postgresql")
+def _as_real_pg(element: as_real, compiler: Any, **kw: Any) -> str:
+    return "CAST(%s AS DOUBLE PRECISION)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(as_real, "sqlite")
+def _as_real_sqlite(element: as_real, compiler: Any, **kw: Any) -> str:
+    return "CAST(%s AS REAL)" % compiler.process(element.clauses, **kw)
+
+
+class greatest_of(FunctionElement[Any]):  # noqa: N801
+    """The larger of non-NULL arguments (GREATEST; SQLite's two-argument max())."""
+
+    inherit_cache = True
+
+
+@compiles(greatest_of)
+def _greatest(element: greatest_of, compiler: Any, **kw: Any) -> str:
+    return "GREATEST(%s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(greatest_of, "sqlite")
+def _greatest_sqlite(element: greatest_of, compiler: Any, **kw: Any) -> str:
+    return "max(%s)" % compiler.process(element.clauses, **kw)
+
+
+class least_of(FunctionElement[Any]):  # noqa: N801
+    """The smaller of non-NULL arguments (LEAST; SQLite's two-argument min())."""
+
+    inherit_cache = True
+
+
+@compiles(least_of)
+def _least(element: least_of, compiler: Any, **kw: Any) -> str:
+    return "LEAST(%s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(least_of, "sqlite")
+def _least_sqlite(element: least_of, compiler: Any, **kw: Any) -> str:
+    return "min(%s)" % compiler.process(element.clauses, **kw)
+
+
+class day_start(FunctionElement[Any]):  # noqa: N801
+    """Midnight UTC of the day holding a date."""
+
+    type = UtcDate()
+    inherit_cache = True
+
+
+@compiles(day_start, "oracle")
+def _day_start_oracle(element: day_start, compiler: Any, **kw: Any) -> str:
+    return "TRUNC(%s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(day_start, "postgresql")
+def _day_start_pg(element: day_start, compiler: Any, **kw: Any) -> str:
+    return "date_trunc('day', %s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(day_start, "sqlite")
+def _day_start_sqlite(element: day_start, compiler: Any, **kw: Any) -> str:
+    return "datetime(%s, 'start of day')" % compiler.process(element.clauses, **kw)
+
+
+class db_now(FunctionElement[Any]):  # noqa: N801
+    """The database's current time, UTC, whole seconds. The host's clock is never used."""
+
+    type = UtcDate()
+    inherit_cache = True
+
+
+@compiles(db_now, "oracle")
+def _db_now_oracle(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "CAST(SYS_EXTRACT_UTC(SYSTIMESTAMP) AS DATE)"
+
+
+@compiles(db_now, "postgresql")
+def _db_now_pg(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "CAST(timezone('UTC', clock_timestamp()) AS TIMESTAMP(0))"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "datetime('now')"
+
+
+# --- merging a SELECT into a table ---------------------------------------------------------------
+
+
+class MergeInto(Executable, ClauseElement):
+    """Add the rows of `source` into `table`, matching on `keys`.
+
+    For a key already present, `add` columns are summed, `low` columns keep the smaller and
+    `high` columns the larger value (NULL meaning "none"); other rows are inserted. With no
+    measure columns it inserts only the missing keys. `source` must select exactly the table's
+    column names. Rendered as MERGE on Oracle and INSERT ... ON CONFLICT elsewhere.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("table", InternalTraversal.dp_clauseelement),
+        ("source", InternalTraversal.dp_clauseelement),
+        ("keys", InternalTraversal.dp_string_list),
+        ("add", InternalTraversal.dp_string_list),
+        ("low", InternalTraversal.dp_string_list),
+        ("high", InternalTraversal.dp_string_list),
+    ]
+
+    def __init__(
+        self,
+        table: Table,
+        source: Select[Any],
+        *,
+        keys: Sequence[str],
+        add: Sequence[str] = (),
+        low: Sequence[str] = (),
+        high: Sequence[str] = (),
+    ) -> None:
+        self.table = table
+        self.source = source
+        self.keys = list(keys)
+        self.add = list(add)
+        self.low = list(low)
+        self.high = list(high)
+        self.columns = [c.name for c in source.selected_columns]
+        unknown = set(self.columns) - set(table.c.keys())
+        if unknown:
+            raise ValueError(f"{table.name}: the source selects unknown columns {sorted(unknown)}")
+
+
+def _null_aware(op: str, old: str, new: str) -> str:
+    # LEAST/GREATEST and SQLite's min/max return NULL when either side is NULL.
+    return f"CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} WHEN {new} {op} {old} THEN {new} ELSE {old} END"
+
+
+def _assignments(element: MergeInto, old: str, new: str, prep: Any) -> list[str]:
+    sets = [f"{prep(c)} = {old}.{prep(c)} + {new}.{prep(c)}" for c in element.add]
+    sets += [
+        f"{prep(c)} = " + _null_aware("<", f"{old}.{prep(c)}", f"{new}.{prep(c)}")
+        for c in element.low
+    ]
+    sets += [
+        f"{prep(c)} = " + _null_aware(">", f"{old}.{prep(c)}", f"{new}.{prep(c)}")
+        for c in element.high
+    ]
+    return sets
+
+
+@compiles(MergeInto, "oracle")
+def _merge_oracle(element: MergeInto, compiler: Any, **kw: Any) -> str:
+    prep = compiler.preparer.quote
+    target = compiler.preparer.format_table(element.table)
+    source = compiler.process(element.source, **kw)
+    on = " AND ".join(f"tgt.{prep(k)} = src.{prep(k)}" for k in element.keys)
+    cols = ", ".join(prep(c) for c in element.columns)
+    vals = ", ".join(f"src.{prep(c)}" for c in element.columns)
+    sql = f"MERGE INTO {target} tgt USING ({source}) src ON ({on})"
+    sets = _assignments(element, "tgt", "src", prep)
+    if sets:
+        # Oracle's MERGE SET names the target column unqualified.
+        sql += " WHEN MATCHED THEN UPDATE SET " + ", ".join(sets)
+    return sql + f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})"
+
+
+@compiles(MergeInto)
+def _merge_on_conflict(element: MergeInto, compiler: Any, **kw: Any) -> str:
+    prep = compiler.preparer.quote
+    target = compiler.preparer.format_table(element.table)
+    source = compiler.process(element.source, **kw)
+    cols = ", ".join(prep(c) for c in element.columns)
+    keys = ", ".join(prep(k) for k in element.keys)
+    # The outer SELECT ... WHERE true avoids SQLite's INSERT-SELECT-ON-CONFLICT parsing ambiguity.
+    sql = (
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({source}) src WHERE 1 = 1 "
+        f"ON CONFLICT ({keys}) "
+    )
+    sets = _assignments(element, target, "excluded", prep)
+    return sql + ("DO UPDATE SET " + ", ".join(sets) if sets else "DO NOTHING")
+
+
+# --- locking and isolation -----------------------------------------------------------------------
+
+# Job transactions read raw rows and the resolution cache in several statements: they must all
+# see one snapshot. Oracle's SERIALIZABLE is snapshot isolation; SQLite is serializable anyway.
+JOB_ISOLATION = {"oracle": "SERIALIZABLE", "postgresql": "REPEATABLE READ"}
+
+
+def is_lock_busy(error: exc.DBAPIError) -> bool:
+    """True when `error` says a row or database lock is held by someone else."""
+    orig = error.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in ("55P03", "40001", "40P01"):  # lock not available / serialization / deadlock
+        return True
+    code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
+    if code in (54, 30006, 8177):  # ORA-00054 NOWAIT busy, ORA-30006 WAIT timeout, ORA-08177
+        return True
+    return "database is locked" in str(orig)
+
+
+def is_serialization_failure(error: exc.DBAPIError) -> bool:
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
+    code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
+    return code == 8177
+
+
+def column_list(columns: Sequence[ColumnElement[Any]]) -> list[str]:
+    return [c.name for c in columns]  # type: ignore[attr-defined]

@@ -1,0 +1,412 @@
+"""Every table xrdagg reads or writes, declared once with SQLAlchemy Core.
+
+Names are lower case so that Oracle renders them unquoted (stored upper case, as SPEC names
+them) and PostgreSQL keeps them unquoted too. All names are at most 30 characters and none is an
+Oracle reserved word; `xrdagg.db.oracle_lint` checks both. Every key column is NOT NULL: Oracle
+stores '' as NULL and NULL never matches in a join or MERGE, so a missing value is the literal
+'unknown' (see `UNKNOWN`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    text,
+)
+
+from xrdagg.db.types import Count, Number, RawNumber, Text, UtcDate
+
+UNKNOWN = "unknown"
+
+# Placeholder schema of the collectors' raw tables. Engines translate it to the configured
+# XRDAGG_RAW_SCHEMA (or to the default schema) through `schema_translate_map`.
+RAW_SCHEMA = "xrdagg_raw"
+
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Key lengths, in bytes on Oracle. Every statistics key must fit one index entry (Oracle allows
+# about 6,400 bytes), so keys are shorter than the 1000-byte raw columns and the aggregation
+# truncates longer values (`xrdagg.jobs.normalize`); real values are far shorter.
+SITE_LEN = 256  # as SERVER_SITE
+DOMAIN_LEN = 255  # a DNS name has at most 253 characters
+USER_LEN = 512
+VO_LEN = 64
+NAME_LEN = 1000  # raw string columns, SPEC §1
+
+# --- raw tables (SPEC §1), read-only for xrdagg -------------------------------------------------
+
+_RAW_STRING_COLUMNS = (
+    "file_lfn client_domain client_host server_domain server_host "
+    "server_username user_dn user_fqan user_role user_vo"
+).split()
+_RAW_NUMBER_COLUMNS = (
+    "file_size read_bytes_at_close read_bytes read_operations read_average read_min read_max "
+    "read_sigma read_single_bytes read_single_operations read_single_average read_single_min "
+    "read_single_max read_single_sigma read_vector_bytes read_vector_operations "
+    "read_vector_average read_vector_min read_vector_max read_vector_sigma "
+    "read_vector_count_average read_vector_count_min read_vector_count_max "
+    "read_vector_count_sigma write_bytes_at_close write_bytes write_operations write_min "
+    "write_max write_average write_sigma"
+).split()
+
+# Column order of SPEC §1, used by loaders and fixtures.
+RAW_COLUMNS: tuple[str, ...] = (
+    "unique_id",
+    "file_lfn",
+    "file_size",
+    "client_domain",
+    "client_host",
+    "server_domain",
+    "server_host",
+    *[c for c in _RAW_NUMBER_COLUMNS if c != "file_size"],
+    "server_username",
+    "user_dn",
+    "user_fqan",
+    "user_role",
+    "user_vo",
+    "app_info",
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "insert_date",
+    "server_site",
+    "queue_flag",
+    "user_protocol",
+)
+
+
+def _raw_table(name: str, short: str) -> Table:
+    columns: list[Column] = []
+    for col in RAW_COLUMNS:
+        if col == "unique_id":
+            columns.append(Column(col, Text(NAME_LEN), nullable=False))
+        elif col in _RAW_STRING_COLUMNS:
+            columns.append(Column(col, Text(NAME_LEN)))
+        elif col in _RAW_NUMBER_COLUMNS or col in ("start_time", "end_time"):
+            columns.append(Column(col, RawNumber()))
+        elif col == "app_info":
+            columns.append(Column(col, Text(2048)))
+        elif col in ("start_date", "insert_date"):
+            columns.append(Column(col, UtcDate()))
+        elif col == "end_date":
+            columns.append(Column(col, UtcDate(), nullable=False))
+        elif col == "server_site":
+            columns.append(Column(col, Text(256)))
+        elif col == "queue_flag":
+            columns.append(Column(col, Text(8)))
+        elif col == "user_protocol":
+            columns.append(Column(col, Text(64)))
+        else:  # pragma: no cover - RAW_COLUMNS and the type lists are kept in step
+            raise AssertionError(col)
+    return Table(
+        name,
+        metadata,
+        *columns,
+        Index(f"ix_{short}_insert_date", "insert_date"),
+        Index(f"ix_{short}_end_date", "end_date"),
+        schema=RAW_SCHEMA,
+    )
+
+
+t_raw_fed = _raw_table("t_raw_fed", "raw_fed")
+t_raw_eos = _raw_table("t_raw_eos", "raw_eos")
+RAW_TABLES = {"fed": t_raw_fed, "eos": t_raw_eos}
+
+# --- statistics tables (SPEC §5) -----------------------------------------------------------------
+
+
+def _key(name: str, length: int) -> Column:
+    return Column(name, Text(length), nullable=False)
+
+
+def _sum(name: str) -> Column:
+    return Column(name, Number(), nullable=False, server_default=text("0"))
+
+
+def _count(name: str) -> Column:
+    return Column(name, Count(), nullable=False, server_default=text("0"))
+
+
+t_stats_avg = Table(
+    "t_stats_avg",
+    metadata,
+    Column("bin_start", UtcDate(), nullable=False),
+    _key("source", 3),
+    _key("src_site", SITE_LEN),
+    _key("src_domain", DOMAIN_LEN),
+    _key("dst_site", SITE_LEN),
+    _key("dst_domain", DOMAIN_LEN),
+    _key("vo", VO_LEN),
+    _sum("read_bytes"),
+    _sum("write_bytes"),
+    _sum("active_seconds"),
+    _count("transfers_active"),
+    _count("transfers_ended"),
+    PrimaryKeyConstraint(
+        "bin_start", "source", "src_site", "src_domain", "dst_site", "dst_domain", "vo"
+    ),
+)
+
+t_user_activity = Table(
+    "t_user_activity",
+    metadata,
+    Column("bin_start", UtcDate(), nullable=False),
+    _key("user_dn", USER_LEN),
+    _key("vo", VO_LEN),
+    _key("src_site", SITE_LEN),
+    _key("dst_site", SITE_LEN),
+    _count("accesses"),
+    _sum("read_bytes"),
+    _sum("write_bytes"),
+    PrimaryKeyConstraint("bin_start", "user_dn", "vo", "src_site", "dst_site"),
+)
+
+
+def _access_pattern_measures() -> list[Column]:
+    return [
+        _count("accesses"),
+        _sum("file_size"),
+        _sum("read_bytes"),
+        _sum("read_single_bytes"),
+        _sum("read_single_ops"),
+        _sum("read_vector_bytes"),
+        _sum("read_vector_ops"),
+        _sum("write_bytes"),
+        _sum("write_ops"),
+        Column("read_min", Number()),
+        Column("read_max", Number()),
+        _count("n_frac_lt10"),
+        _count("n_frac_10_50"),
+        _count("n_frac_50_100"),
+        _count("n_frac_ge100"),
+        _count("n_frac_unknown"),
+    ]
+
+
+t_stats_access_pattern = Table(
+    "t_stats_access_pattern",
+    metadata,
+    Column("bin_start", UtcDate(), nullable=False),
+    _key("src_site", SITE_LEN),
+    _key("dst_site", SITE_LEN),
+    _key("vo", VO_LEN),
+    *_access_pattern_measures(),
+    PrimaryKeyConstraint("bin_start", "src_site", "dst_site", "vo"),
+)
+
+t_stats_access_pattern_a = Table(
+    "t_stats_access_pattern_a",
+    metadata,
+    Column("day", UtcDate(), nullable=False),
+    _key("src_site", SITE_LEN),
+    _key("dst_site", SITE_LEN),
+    _key("vo", VO_LEN),
+    *_access_pattern_measures(),
+    PrimaryKeyConstraint("day", "src_site", "dst_site", "vo"),
+)
+
+t_msg_rate = Table(
+    "t_msg_rate",
+    metadata,
+    Column("bin_start", UtcDate(), nullable=False),
+    _key("source", 3),
+    _key("domain", DOMAIN_LEN),
+    _count("messages"),
+    _sum("delay_seconds"),
+    _sum("max_delay_seconds"),
+    PrimaryKeyConstraint("bin_start", "source", "domain"),
+)
+
+t_site = Table(
+    "t_site",
+    metadata,
+    _key("site", SITE_LEN),
+    Column("country", Text(128), nullable=False, server_default=UNKNOWN),
+    Column("is_server", Text(1), nullable=False, server_default="N"),
+    Column("is_client", Text(1), nullable=False, server_default="N"),
+    Column("first_seen", UtcDate()),
+    Column("last_seen", UtcDate()),
+    PrimaryKeyConstraint("site"),
+    CheckConstraint("is_server IN ('Y', 'N')", name="srv"),
+    CheckConstraint("is_client IN ('Y', 'N')", name="cli"),
+)
+
+mv_site_stats = Table(
+    "mv_site_stats",
+    metadata,
+    Column("day", UtcDate(), nullable=False),
+    _key("site", SITE_LEN),
+    _key("role", 6),
+    _key("source", 3),
+    _sum("read_bytes"),
+    _sum("write_bytes"),
+    _count("transfers"),
+    _sum("local_read_bytes"),
+    _sum("remote_read_bytes"),
+    Column("users", Count()),  # NULL for EOS: no user activity is kept for it
+    PrimaryKeyConstraint("day", "site", "role", "source"),
+)
+
+# --- topology (SPEC §3) ---------------------------------------------------------------------------
+
+t_topology = Table(
+    "t_topology",
+    metadata,
+    Column("rule_id", Integer, nullable=False),
+    Column("pattern", Text(NAME_LEN), nullable=False),
+    _key("site", SITE_LEN),
+    PrimaryKeyConstraint("rule_id"),
+)
+
+t_domain_site = Table(
+    "t_domain_site",
+    metadata,
+    _key("from_value", DOMAIN_LEN),
+    _key("site", SITE_LEN),
+    PrimaryKeyConstraint("from_value"),
+)
+
+t_site_country = Table(
+    "t_site_country",
+    metadata,
+    _key("site", SITE_LEN),
+    Column("country", Text(128), nullable=False),
+    PrimaryKeyConstraint("site"),
+)
+
+# Per VO, the name a VO gives a site (T1_FR_CCIN2P3 for IN2P3-CC in CMS). This is T_SITE's child
+# table of VO site names, and the source of the alias map of SPEC §3 rule 1.
+t_site_vo_name = Table(
+    "t_site_vo_name",
+    metadata,
+    _key("vo", VO_LEN),
+    _key("site", SITE_LEN),
+    _key("vo_site", SITE_LEN),
+    PrimaryKeyConstraint("vo", "site", "vo_site"),
+)
+
+# VO site name (upper case) -> GOCDB site; one site per alias (the smallest when a feed is
+# ambiguous). Derived from t_site_vo_name on every topology load.
+t_site_alias = Table(
+    "t_site_alias",
+    metadata,
+    _key("alias", SITE_LEN),
+    _key("site", SITE_LEN),
+    PrimaryKeyConstraint("alias"),
+)
+
+t_topology_load = Table(
+    "t_topology_load",
+    metadata,
+    Column("load_id", Integer, Identity(), nullable=False),
+    Column("loaded_at", UtcDate(), nullable=False),
+    Column("source_dir", Text(1000), nullable=False),
+    Column("checksum", Text(64), nullable=False),
+    Column("n_patterns", Integer, nullable=False),
+    Column("n_domains", Integer, nullable=False),
+    PrimaryKeyConstraint("load_id"),
+)
+
+# Resolution cache: one row per distinct raw (host, domain) pair. The key is the raw value with
+# NULL spelled as NULL_KEY, so that the aggregation can join raw rows to it with an equality.
+t_host_site = Table(
+    "t_host_site",
+    metadata,
+    _key("host_key", NAME_LEN),
+    _key("domain_key", NAME_LEN),
+    Column("fqdn", Text(2048), nullable=False),
+    _key("domain_name", DOMAIN_LEN),
+    _key("site", SITE_LEN),
+    Column("rule_kind", Text(16), nullable=False),
+    Column("rule_ref", Text(NAME_LEN)),
+    Column("resolved_at", UtcDate(), nullable=False),
+    PrimaryKeyConstraint("host_key", "domain_key"),
+    Index("ix_host_site_site", "site"),
+)
+NULL_KEY = "~"  # stands for a NULL raw host/domain in t_host_site keys (no host is spelled '~')
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+t_agent = Table(
+    "t_agent",
+    metadata,
+    _key("job_name", 64),
+    Column("watermark", UtcDate()),
+    Column("last_run_id", Count()),
+    Column("updated_at", UtcDate()),
+    PrimaryKeyConstraint("job_name"),
+)
+
+t_job_run = Table(
+    "t_job_run",
+    metadata,
+    Column("run_id", Count(), Identity(), nullable=False),
+    _key("job_name", 64),
+    Column("run_kind", Text(16), nullable=False),
+    Column("host_name", Text(256), nullable=False),
+    Column("process_id", Integer, nullable=False),
+    Column("started_at", UtcDate(), nullable=False),
+    Column("finished_at", UtcDate()),
+    Column("window_lo", UtcDate()),
+    Column("window_hi", UtcDate()),
+    Column("rows_read", Count()),
+    Column("rows_bad_insert", Count()),
+    Column("rows_bad_clock", Count()),
+    Column("rows_written", Count()),
+    Column("duration_s", Number()),
+    Column("outcome", Text(16), nullable=False),
+    Column("message", Text(2000)),
+    PrimaryKeyConstraint("run_id"),
+    Index("ix_job_run_job", "job_name", "run_id"),
+)
+
+# Days whose 10-minute rows changed since the daily job last rolled them up. `mark` grows with
+# every change, so the daily job deletes only the marks it has seen and never loses a change
+# that commits while it runs.
+t_dirty_day = Table(
+    "t_dirty_day",
+    metadata,
+    Column("day", UtcDate(), nullable=False),
+    _key("source", 3),
+    Column("mark", Count(), nullable=False),
+    PrimaryKeyConstraint("day", "source"),
+)
+
+# 0..MAX_BIN_OFFSET: bin offsets a transfer of up to seven days spans, joined to spread it over
+# time (a 7-day transfer touches at most 7*144 + 1 bins, so offsets 0..1008).
+t_bin_offset = Table(
+    "t_bin_offset",
+    metadata,
+    Column("n", Integer, nullable=False, autoincrement=False),
+    PrimaryKeyConstraint("n"),
+)
+BIN_SECONDS = 600
+DAY_SECONDS = 86400
+MAX_TRANSFER_SECONDS = 7 * DAY_SECONDS
+MAX_BIN_OFFSET = MAX_TRANSFER_SECONDS // BIN_SECONDS
+
+STATS_TABLES = (
+    t_stats_avg,
+    t_user_activity,
+    t_stats_access_pattern,
+    t_stats_access_pattern_a,
+    t_msg_rate,
+    t_site,
+    mv_site_stats,
+)
