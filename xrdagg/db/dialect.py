@@ -8,11 +8,11 @@ and `UtcDate` values at the edges.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import Integer, Select, Table, exc
+from sqlalchemy import Integer, Select, String, Table, exc
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -23,6 +23,19 @@ from xrdagg.db.types import UtcDate
 # --- scalar expressions -------------------------------------------------------------------------
 
 
+def _render_as(cls: type[FunctionElement[Any]], **templates: str) -> None:
+    """Register one SQL template per dialect ("default" for the rest); {0}, {1}… are the args."""
+    for dialect, template in templates.items():
+
+        def render(element: Any, compiler: Any, _template: str = template, **kw: Any) -> str:
+            return _template.format(*(compiler.process(c, **kw) for c in element.clauses))
+
+        if dialect == "default":
+            compiles(cls)(render)
+        else:
+            compiles(cls, dialect)(render)
+
+
 class epoch_seconds(FunctionElement[int]):  # noqa: N801 - reads as the SQL function it renders
     """Whole seconds since 1970-01-01 UTC of a DATE/TIMESTAMP expression."""
 
@@ -30,20 +43,13 @@ class epoch_seconds(FunctionElement[int]):  # noqa: N801 - reads as the SQL func
     inherit_cache = True
 
 
-@compiles(epoch_seconds, "oracle")
-def _epoch_seconds_oracle(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+_render_as(
+    epoch_seconds,
     # DATE arithmetic is in days; ROUND undoes the binary fraction of 1/86400.
-    return "ROUND((%s - DATE '1970-01-01') * 86400)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(epoch_seconds, "postgresql")
-def _epoch_seconds_pg(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
-    return "CAST(EXTRACT(EPOCH FROM %s) AS BIGINT)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(epoch_seconds, "sqlite")
-def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
-    return "CAST(strftime('%%s', %s) AS INTEGER)" % compiler.process(element.clauses, **kw)
+    oracle="ROUND(({0} - DATE '1970-01-01') * 86400)",
+    postgresql="CAST(EXTRACT(EPOCH FROM {0}) AS BIGINT)",
+    sqlite="CAST(strftime('%s', {0}) AS INTEGER)",
+)
 
 
 class from_epoch(FunctionElement[Any]):  # noqa: N801
@@ -53,25 +59,14 @@ class from_epoch(FunctionElement[Any]):  # noqa: N801
     inherit_cache = True
 
 
-@compiles(from_epoch, "oracle")
-def _from_epoch_oracle(element: from_epoch, compiler: Any, **kw: Any) -> str:
+_render_as(
+    from_epoch,
     # An interval is exact, where DATE + n/86400 could land a fraction of a second off.
-    return "(DATE '1970-01-01' + NUMTODSINTERVAL(%s, 'SECOND'))" % compiler.process(
-        element.clauses, **kw
-    )
-
-
-@compiles(from_epoch, "postgresql")
-def _from_epoch_pg(element: from_epoch, compiler: Any, **kw: Any) -> str:
-    return "(TIMESTAMP '1970-01-01 00:00:00' + (%s) * INTERVAL '1 second')" % compiler.process(
-        element.clauses, **kw
-    )
-
-
-@compiles(from_epoch, "sqlite")
-def _from_epoch_sqlite(element: from_epoch, compiler: Any, **kw: Any) -> str:
+    oracle="(DATE '1970-01-01' + NUMTODSINTERVAL({0}, 'SECOND'))",
+    postgresql="(TIMESTAMP '1970-01-01 00:00:00' + ({0}) * INTERVAL '1 second')",
     # datetime() returns 'YYYY-MM-DD HH:MM:SS', the storage form of UtcDate on SQLite.
-    return "datetime(%s, 'unixepoch')" % compiler.process(element.clauses, **kw)
+    sqlite="datetime({0}, 'unixepoch')",
+)
 
 
 class floor_to(FunctionElement[int]):  # noqa: N801
@@ -81,17 +76,12 @@ class floor_to(FunctionElement[int]):  # noqa: N801
     inherit_cache = True
 
 
-@compiles(floor_to, "oracle")
-def _floor_to_oracle(element: floor_to, compiler: Any, **kw: Any) -> str:
-    value, width = (compiler.process(c, **kw) for c in element.clauses)
-    return f"(FLOOR(({value}) / {width}) * {width})"
-
-
-@compiles(floor_to)
-def _floor_to_integer_division(element: floor_to, compiler: Any, **kw: Any) -> str:
+_render_as(
+    floor_to,
+    oracle="(FLOOR(({0}) / {1}) * {1})",
     # PostgreSQL and SQLite divide integers as integers, truncating: floor for seconds >= 0.
-    value, width = (compiler.process(c, **kw) for c in element.clauses)
-    return f"((({value}) / {width}) * {width})"
+    default="((({0}) / {1}) * {1})",
+)
 
 
 class as_real(FunctionElement[float]):  # noqa: N801
@@ -101,51 +91,30 @@ class as_real(FunctionElement[float]):  # noqa: N801
     inherit_cache = True
 
 
-@compiles(as_real, "oracle")
-def _as_real_oracle(element: as_real, compiler: Any, **kw: Any) -> str:
-    return "(%s)" % compiler.process(element.clauses, **kw)  # NUMBER divides exactly
-
-
-@compiles(as_real, "postgresql")
-def _as_real_pg(element: as_real, compiler: Any, **kw: Any) -> str:
-    return "CAST(%s AS DOUBLE PRECISION)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(as_real, "sqlite")
-def _as_real_sqlite(element: as_real, compiler: Any, **kw: Any) -> str:
-    return "CAST(%s AS REAL)" % compiler.process(element.clauses, **kw)
+_render_as(
+    as_real,
+    oracle="({0})",  # NUMBER divides exactly
+    postgresql="CAST({0} AS DOUBLE PRECISION)",
+    sqlite="CAST({0} AS REAL)",
+)
 
 
 class greatest_of(FunctionElement[Any]):  # noqa: N801
-    """The larger of non-NULL arguments (GREATEST; SQLite's two-argument max())."""
+    """The larger of two non-NULL arguments (GREATEST; SQLite's two-argument max())."""
 
     inherit_cache = True
 
 
-@compiles(greatest_of)
-def _greatest(element: greatest_of, compiler: Any, **kw: Any) -> str:
-    return "GREATEST(%s)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(greatest_of, "sqlite")
-def _greatest_sqlite(element: greatest_of, compiler: Any, **kw: Any) -> str:
-    return "max(%s)" % compiler.process(element.clauses, **kw)
+_render_as(greatest_of, default="GREATEST({0}, {1})", sqlite="max({0}, {1})")
 
 
 class least_of(FunctionElement[Any]):  # noqa: N801
-    """The smaller of non-NULL arguments (LEAST; SQLite's two-argument min())."""
+    """The smaller of two non-NULL arguments (LEAST; SQLite's two-argument min())."""
 
     inherit_cache = True
 
 
-@compiles(least_of)
-def _least(element: least_of, compiler: Any, **kw: Any) -> str:
-    return "LEAST(%s)" % compiler.process(element.clauses, **kw)
-
-
-@compiles(least_of, "sqlite")
-def _least_sqlite(element: least_of, compiler: Any, **kw: Any) -> str:
-    return "min(%s)" % compiler.process(element.clauses, **kw)
+_render_as(least_of, default="LEAST({0}, {1})", sqlite="min({0}, {1})")
 
 
 class day_start(FunctionElement[Any]):  # noqa: N801
@@ -155,19 +124,22 @@ class day_start(FunctionElement[Any]):  # noqa: N801
     inherit_cache = True
 
 
-@compiles(day_start, "oracle")
-def _day_start_oracle(element: day_start, compiler: Any, **kw: Any) -> str:
-    return "TRUNC(%s)" % compiler.process(element.clauses, **kw)
+_render_as(
+    day_start,
+    oracle="TRUNC({0})",
+    postgresql="date_trunc('day', {0})",
+    sqlite="datetime({0}, 'start of day')",
+)
 
 
-@compiles(day_start, "postgresql")
-def _day_start_pg(element: day_start, compiler: Any, **kw: Any) -> str:
-    return "date_trunc('day', %s)" % compiler.process(element.clauses, **kw)
+class truncated(FunctionElement[str]):  # noqa: N801
+    """truncated(text, n): at most n characters (Oracle: bytes, the unit of its VARCHAR2 keys)."""
+
+    type = String()
+    inherit_cache = True
 
 
-@compiles(day_start, "sqlite")
-def _day_start_sqlite(element: day_start, compiler: Any, **kw: Any) -> str:
-    return "datetime(%s, 'start of day')" % compiler.process(element.clauses, **kw)
+_render_as(truncated, oracle="SUBSTRB({0}, 1, {1})", default="SUBSTR({0}, 1, {1})")
 
 
 class db_now(FunctionElement[Any]):  # noqa: N801
@@ -177,19 +149,12 @@ class db_now(FunctionElement[Any]):  # noqa: N801
     inherit_cache = True
 
 
-@compiles(db_now, "oracle")
-def _db_now_oracle(element: db_now, compiler: Any, **kw: Any) -> str:
-    return "CAST(SYS_EXTRACT_UTC(SYSTIMESTAMP) AS DATE)"
-
-
-@compiles(db_now, "postgresql")
-def _db_now_pg(element: db_now, compiler: Any, **kw: Any) -> str:
-    return "CAST(timezone('UTC', clock_timestamp()) AS TIMESTAMP(0))"
-
-
-@compiles(db_now, "sqlite")
-def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
-    return "datetime('now')"
+_render_as(
+    db_now,
+    oracle="CAST(SYS_EXTRACT_UTC(SYSTIMESTAMP) AS DATE)",
+    postgresql="CAST(timezone('UTC', clock_timestamp()) AS TIMESTAMP(0))",
+    sqlite="datetime('now')",
+)
 
 
 # --- merging a SELECT into a table ---------------------------------------------------------------
@@ -205,7 +170,7 @@ class MergeInto(Executable, ClauseElement):
     """
 
     inherit_cache = True
-    _traverse_internals = [
+    _traverse_internals: ClassVar[list[tuple[str, Any]]] = [
         ("table", InternalTraversal.dp_clauseelement),
         ("source", InternalTraversal.dp_clauseelement),
         ("keys", InternalTraversal.dp_string_list),
@@ -238,7 +203,10 @@ class MergeInto(Executable, ClauseElement):
 
 def _null_aware(op: str, old: str, new: str) -> str:
     # LEAST/GREATEST and SQLite's min/max return NULL when either side is NULL.
-    return f"CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} WHEN {new} {op} {old} THEN {new} ELSE {old} END"
+    return (
+        f"CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
+        f"WHEN {new} {op} {old} THEN {new} ELSE {old} END"
+    )
 
 
 def _assignments(element: MergeInto, old: str, new: str, prep: Any) -> list[str]:
@@ -311,7 +279,3 @@ def is_serialization_failure(error: exc.DBAPIError) -> bool:
         return True
     code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
     return code == 8177
-
-
-def column_list(columns: Sequence[ColumnElement[Any]]) -> list[str]:
-    return [c.name for c in columns]  # type: ignore[attr-defined]

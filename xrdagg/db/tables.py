@@ -50,19 +50,51 @@ NAME_LEN = 1000  # raw string columns, SPEC §1
 
 # --- raw tables (SPEC §1), read-only for xrdagg -------------------------------------------------
 
-_RAW_STRING_COLUMNS = (
-    "file_lfn client_domain client_host server_domain server_host "
-    "server_username user_dn user_fqan user_role user_vo"
-).split()
-_RAW_NUMBER_COLUMNS = (
-    "file_size read_bytes_at_close read_bytes read_operations read_average read_min read_max "
-    "read_sigma read_single_bytes read_single_operations read_single_average read_single_min "
-    "read_single_max read_single_sigma read_vector_bytes read_vector_operations "
-    "read_vector_average read_vector_min read_vector_max read_vector_sigma "
-    "read_vector_count_average read_vector_count_min read_vector_count_max "
-    "read_vector_count_sigma write_bytes_at_close write_bytes write_operations write_min "
-    "write_max write_average write_sigma"
-).split()
+_RAW_STRING_COLUMNS = [
+    "file_lfn",
+    "client_domain",
+    "client_host",
+    "server_domain",
+    "server_host",
+    "server_username",
+    "user_dn",
+    "user_fqan",
+    "user_role",
+    "user_vo",
+]
+_RAW_NUMBER_COLUMNS = [
+    "file_size",
+    "read_bytes_at_close",
+    "read_bytes",
+    "read_operations",
+    "read_average",
+    "read_min",
+    "read_max",
+    "read_sigma",
+    "read_single_bytes",
+    "read_single_operations",
+    "read_single_average",
+    "read_single_min",
+    "read_single_max",
+    "read_single_sigma",
+    "read_vector_bytes",
+    "read_vector_operations",
+    "read_vector_average",
+    "read_vector_min",
+    "read_vector_max",
+    "read_vector_sigma",
+    "read_vector_count_average",
+    "read_vector_count_min",
+    "read_vector_count_max",
+    "read_vector_count_sigma",
+    "write_bytes_at_close",
+    "write_bytes",
+    "write_operations",
+    "write_min",
+    "write_max",
+    "write_average",
+    "write_sigma",
+]
 
 # Column order of SPEC §1, used by loaders and fixtures.
 RAW_COLUMNS: tuple[str, ...] = (
