@@ -68,7 +68,7 @@ class OracleVarchar2(UserDefinedType[str]):
         return f"VARCHAR2({self.length})"
 
 
-def Number() -> TypeEngine[float]:
+def Number() -> TypeEngine[float]:  # noqa: N802 - named like the SQL type
     """Oracle NUMBER; a double on PostgreSQL and SQLite, where sums must be fast.
 
     Plain NUMBER matters: Oracle reads NUMERIC without a precision as NUMBER(38,0), an integer.
@@ -81,16 +81,16 @@ def Number() -> TypeEngine[float]:
     )
 
 
-def RawNumber() -> TypeEngine[float]:
-    """A raw-table NUMBER column: NUMBER on Oracle and NUMERIC elsewhere, as the collectors write it."""
+def RawNumber() -> TypeEngine[float]:  # noqa: N802 - named like the SQL type
+    """A raw NUMBER column: NUMBER on Oracle, NUMERIC elsewhere, as the collectors write it."""
     return Numeric(asdecimal=False).with_variant(oracle.NUMBER(asdecimal=False), "oracle")
 
 
-def Count() -> TypeEngine[int]:
+def Count() -> TypeEngine[int]:  # noqa: N802 - named like the SQL type
     """A count: NUMBER(19) on Oracle, BIGINT elsewhere."""
     return BigInteger()
 
 
-def Text(length: int) -> TypeEngine[str]:
+def Text(length: int) -> TypeEngine[str]:  # noqa: N802 - named like the SQL type
     """VARCHAR2(length) (bytes) on Oracle, VARCHAR(length) elsewhere."""
     return String(length).with_variant(OracleVarchar2(length), "oracle")
