@@ -1,0 +1,124 @@
+"""Host/domain normalisation and site resolution, exactly as SPEC §2 and §3 define them.
+
+Resolution runs in Python over the *distinct* raw (host, domain) pairs only (thousands, not
+millions), and its results are cached in T_HOST_SITE; the aggregation then joins that cache.
+Python's `re` is used with the subset of syntax that Oracle's REGEXP_LIKE shares with it
+(`xrdagg.topology.files` refuses the rest), so a pattern means the same in both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from xrdagg.db.tables import DOMAIN_LEN, NULL_KEY, UNKNOWN
+
+RULE_SERVER_SITE = "SERVER_SITE"
+RULE_PATTERN = "PATTERN"
+RULE_DOMAIN_MAP = "DOMAIN_MAP"
+RULE_NONE = "NONE"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    rule_id: int  # 1-based position in topology_patterns.json
+    pattern: str
+    site: str
+
+    def compiled(self) -> re.Pattern[str]:
+        return re.compile(self.pattern, re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    fqdn: str | None
+    domain: str  # normalised domain, or 'unknown'
+    site: str  # GOCDB site, or 'unknown'
+    rule: str  # RULE_*
+    ref: str | None  # the pattern's rule id, the domain-map key, or the SERVER_SITE value
+
+
+def normalize_part(value: str | None) -> str | None:
+    """Trimmed, lower-cased, trailing dots removed; None when nothing is left."""
+    if value is None or value == NULL_KEY:
+        return None
+    value = value.strip().lower().rstrip(".")
+    return value or None
+
+
+def normalize(host: str | None, domain: str | None) -> tuple[str | None, str | None]:
+    """(FQDN, domain) of a raw host/domain pair, per SPEC §2.
+
+    The FQDN is the host when it already ends with `.domain` (or is the domain itself), else
+    `host.domain`; a missing part is left out. A missing domain is taken from the FQDN: everything
+    after its first dot.
+    """
+    h, d = normalize_part(host), normalize_part(domain)
+    if h and d:
+        fqdn = h if h == d or h.endswith("." + d) else f"{h}.{d}"
+    else:
+        fqdn = h or d
+    if d is None and h is not None and "." in h:
+        d = h.split(".", 1)[1]
+    return fqdn, d
+
+
+def parent_domains(fqdn: str) -> list[str]:
+    """`a.lal.in2p3.fr` -> [a.lal.in2p3.fr, lal.in2p3.fr, in2p3.fr, fr]: longest first."""
+    labels = fqdn.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
+
+
+class Resolver:
+    """Resolves one side of a row to a site with the rules of SPEC §3, in order."""
+
+    def __init__(
+        self,
+        patterns: Iterable[Pattern],
+        domain_map: Mapping[str, str],
+        aliases: Mapping[str, str],
+    ) -> None:
+        self._patterns = [(p, p.compiled()) for p in patterns]
+        self._domain_map = dict(domain_map)
+        self._aliases = {k.upper(): v for k, v in aliases.items()}
+
+    def server_site(self, server_site: str | None) -> str | None:
+        """Rule 1: a row's SERVER_SITE through the VO-name alias map (unknown names are kept)."""
+        if server_site is None or not server_site.strip():
+            return None
+        name = server_site.strip()
+        return self._aliases.get(name.upper(), name)
+
+    def resolve(
+        self, host: str | None, domain: str | None, server_site: str | None = None
+    ) -> Resolution:
+        fqdn, dom = normalize(host, domain)
+        shown_domain = (dom or UNKNOWN)[:DOMAIN_LEN]
+        site = self.server_site(server_site)
+        if site is not None:
+            return Resolution(fqdn, shown_domain, site, RULE_SERVER_SITE, server_site)
+        if fqdn is None:
+            return Resolution(None, shown_domain, UNKNOWN, RULE_NONE, None)
+        best = self._best_pattern(fqdn)
+        if best is not None:
+            return Resolution(fqdn, shown_domain, best.site, RULE_PATTERN, str(best.rule_id))
+        for candidate in parent_domains(fqdn):
+            if candidate in self._domain_map:
+                return Resolution(
+                    fqdn, shown_domain, self._domain_map[candidate], RULE_DOMAIN_MAP, candidate
+                )
+        return Resolution(fqdn, shown_domain, UNKNOWN, RULE_NONE, None)
+
+    def _best_pattern(self, fqdn: str) -> Pattern | None:
+        """Longest matched text wins, then the longer pattern, then the lower rule id."""
+        best: tuple[int, int, int] | None = None
+        winner: Pattern | None = None
+        for pattern, regex in self._patterns:
+            match = regex.search(fqdn)
+            if match is None:
+                continue
+            rank = (len(match.group(0)), len(pattern.pattern), -pattern.rule_id)
+            if best is None or rank > best:
+                best, winner = rank, pattern
+        return winner
