@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Integer, Select, String, Table, exc
+from sqlalchemy import Insert, Integer, Select, String, Table, exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
@@ -279,3 +280,18 @@ def is_serialization_failure(error: exc.DBAPIError) -> bool:
         return True
     code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
     return code == 8177
+
+
+def insert_ignoring_duplicates(table: Table, dialect_name: str) -> Insert:
+    """An INSERT that skips rows whose primary key is already there (a cache fill that races
+    another job's fill of the same keys must not fail)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect_name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect_name == "oracle":
+        keys = ", ".join(c.name for c in table.primary_key.columns)
+        return table.insert().prefix_with(
+            f"/*+ IGNORE_ROW_ON_DUPKEY_INDEX({table.name}({keys})) */"
+        )
+    raise ValueError(f"unsupported dialect {dialect_name}")
