@@ -91,7 +91,12 @@ def upgrade() -> None:
     op.create_index("ix_host_site_site", "t_host_site", ["site"])
     op.create_table(
         "t_job_run",
-        sa.Column("run_id", Count(), sa.Identity(always=False), nullable=False),
+        sa.Column(
+            "run_id",
+            Count().with_variant(sa.Integer(), "sqlite"),
+            sa.Identity(always=False),
+            nullable=False,
+        ),
         sa.Column("job_name", Text(64), nullable=False),
         sa.Column("run_kind", Text(16), nullable=False),
         sa.Column("host_name", Text(256), nullable=False),

@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Insert, Integer, Select, String, Table, exc
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    exc,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
@@ -295,3 +306,29 @@ def insert_ignoring_duplicates(table: Table, dialect_name: str) -> Insert:
             f"/*+ IGNORE_ROW_ON_DUPKEY_INDEX({table.name}({keys})) */"
         )
     raise ValueError(f"unsupported dialect {dialect_name}")
+
+
+def lock_row(conn: Connection, table: Table, condition: ColumnElement[bool], *, wait: bool) -> None:
+    """Lock the rows of `table` matching `condition` until the transaction ends.
+
+    Oracle and PostgreSQL lock the rows themselves (FOR UPDATE [NOWAIT]); SQLite, which has no
+    row locks, takes the database write lock with a no-op UPDATE. When the lock is held elsewhere
+    this raises the driver's error at once (`wait=False`) or after waiting; `is_lock_busy` tells.
+    """
+    if conn.dialect.name == "sqlite":
+        if not wait:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_NOWAIT_MS}")
+        try:
+            first = next(iter(table.primary_key.columns))
+            conn.execute(update(table).where(condition).values({first.name: first}))
+        finally:
+            if not wait:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        return
+    conn.execute(
+        select(*table.primary_key.columns).where(condition).with_for_update(nowait=not wait)
+    )
+
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_NOWAIT_MS = 1_000  # SQLite cannot fail at once; a second is "busy" for it

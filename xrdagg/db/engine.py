@@ -7,9 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 
 from xrdagg.config import Settings
+from xrdagg.db.dialect import SQLITE_BUSY_TIMEOUT_MS
 from xrdagg.db.tables import RAW_SCHEMA
-
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:

@@ -388,7 +388,8 @@ t_agent = Table(
 t_job_run = Table(
     "t_job_run",
     metadata,
-    Column("run_id", Count(), Identity(), nullable=False),
+    # SQLite assigns ids only to INTEGER PRIMARY KEY, not BIGINT.
+    Column("run_id", Count().with_variant(Integer, "sqlite"), Identity(), nullable=False),
     _key("job_name", 64),
     Column("run_kind", Text(16), nullable=False),
     Column("host_name", Text(256), nullable=False),

@@ -1,0 +1,1 @@
+"""The command groups of `xrdagg`, one module each."""

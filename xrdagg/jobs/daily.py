@@ -1,0 +1,197 @@
+"""Daily tables rolled up from the 10-minute tables for given days (SPEC §5: never from raw).
+
+`rollup_days` replaces the daily rows of a day range: delete, then insert from the 10-minute
+rows of those days. T_SITE is merged from the same days' T_STATS_AVG rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal, select, union_all
+
+from xrdagg.db.dialect import MergeInto, day_start
+from xrdagg.db.tables import (
+    UNKNOWN,
+    mv_site_stats,
+    t_site,
+    t_site_country,
+    t_stats_access_pattern,
+    t_stats_access_pattern_a,
+    t_stats_avg,
+    t_user_activity,
+)
+from xrdagg.db.types import UtcDate
+from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS
+
+DAY_LO = bindparam("day_lo", type_=UtcDate())
+DAY_HI = bindparam("day_hi", type_=UtcDate())
+
+
+def day_ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Contiguous [first, last + 1 day) ranges covering `days` (midnights)."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for day in sorted(set(days)):
+        if ranges and ranges[-1][1] == day:
+            ranges[-1] = (ranges[-1][0], day + timedelta(days=1))
+        else:
+            ranges.append((day, day + timedelta(days=1)))
+    return ranges
+
+
+def _access_pattern_daily() -> tuple[object, object]:
+    src = t_stats_access_pattern
+    in_range = and_(src.c.bin_start >= DAY_LO, src.c.bin_start < DAY_HI)
+    with_day = select(day_start(src.c.bin_start).label("day"), src).where(in_range).subquery()
+    keys = [with_day.c[k] for k in ACCESS_PATTERN_KEYS]
+    rows = select(
+        with_day.c.day,
+        *keys,
+        *(func.sum(with_day.c[m]).label(m) for m in ACCESS_PATTERN_SUMS),
+        func.min(with_day.c.read_min).label("read_min"),
+        func.max(with_day.c.read_max).label("read_max"),
+    ).group_by(with_day.c.day, *keys)
+    target = t_stats_access_pattern_a
+    columns = ["day", *ACCESS_PATTERN_KEYS, *ACCESS_PATTERN_SUMS, "read_min", "read_max"]
+    clear = delete(target).where(target.c.day >= DAY_LO, target.c.day < DAY_HI)
+    return clear, target.insert().from_select(columns, rows)
+
+
+def _site_stats_daily() -> tuple[object, object]:
+    avg = t_stats_avg
+    in_range = and_(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
+    local = and_(avg.c.src_site == avg.c.dst_site, avg.c.src_site != UNKNOWN)
+    sides = []
+    for role, site in (("SERVER", avg.c.src_site), ("CLIENT", avg.c.dst_site)):
+        sides.append(
+            select(
+                day_start(avg.c.bin_start).label("day"),
+                site.label("site"),
+                literal(role).label("role"),
+                avg.c.source,
+                avg.c.read_bytes,
+                avg.c.write_bytes,
+                avg.c.transfers_ended,
+                case((local, avg.c.read_bytes), else_=0).label("local_read"),
+            ).where(in_range)
+        )
+    both = union_all(*sides).subquery("sides")
+    volumes = (
+        select(
+            both.c.day,
+            both.c.site,
+            both.c.role,
+            both.c.source,
+            func.sum(both.c.read_bytes).label("read_bytes"),
+            func.sum(both.c.write_bytes).label("write_bytes"),
+            func.sum(both.c.transfers_ended).label("transfers"),
+            func.sum(both.c.local_read).label("local_read_bytes"),
+        )
+        .group_by(both.c.day, both.c.site, both.c.role, both.c.source)
+        .subquery("volumes")
+    )
+    ua = t_user_activity
+    ua_in_range = and_(ua.c.bin_start >= DAY_LO, ua.c.bin_start < DAY_HI)
+    user_sides = [
+        select(
+            day_start(ua.c.bin_start).label("day"),
+            site.label("site"),
+            literal(role).label("role"),
+            ua.c.user_dn,
+        ).where(ua_in_range)
+        for role, site in (("SERVER", ua.c.src_site), ("CLIENT", ua.c.dst_site))
+    ]
+    user_rows = union_all(*user_sides).subquery("user_rows")
+    users = (
+        select(
+            user_rows.c.day,
+            user_rows.c.site,
+            user_rows.c.role,
+            func.count(user_rows.c.user_dn.distinct()).label("users"),
+        )
+        .group_by(user_rows.c.day, user_rows.c.site, user_rows.c.role)
+        .subquery("users")
+    )
+    joined = volumes.outerjoin(
+        users,
+        and_(
+            users.c.day == volumes.c.day,
+            users.c.site == volumes.c.site,
+            users.c.role == volumes.c.role,
+            volumes.c.source == "FED",
+        ),
+    )
+    rows = select(
+        volumes.c.day,
+        volumes.c.site,
+        volumes.c.role,
+        volumes.c.source,
+        volumes.c.read_bytes,
+        volumes.c.write_bytes,
+        volumes.c.transfers,
+        volumes.c.local_read_bytes,
+        (volumes.c.read_bytes - volumes.c.local_read_bytes).label("remote_read_bytes"),
+        # USERS is kept for FED only (SPEC §5): EOS has no user activity table.
+        case((volumes.c.source == "FED", func.coalesce(users.c.users, 0)), else_=None).label(
+            "users"
+        ),
+    ).select_from(joined)
+    columns = [c.name for c in rows.selected_columns]
+    clear = delete(mv_site_stats).where(mv_site_stats.c.day >= DAY_LO, mv_site_stats.c.day < DAY_HI)
+    return clear, mv_site_stats.insert().from_select(columns, rows)
+
+
+def _site_merge() -> MergeInto:
+    avg = t_stats_avg
+    in_range = and_(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
+    sides = [
+        select(
+            site.label("site"),
+            literal(server).label("is_server"),
+            literal(client).label("is_client"),
+            avg.c.bin_start,
+        ).where(in_range, site != UNKNOWN)
+        for site, server, client in ((avg.c.src_site, "Y", "N"), (avg.c.dst_site, "N", "Y"))
+    ]
+    seen = union_all(*sides).subquery("seen")
+    grouped = (
+        select(
+            seen.c.site,
+            func.max(seen.c.is_server).label("is_server"),  # 'Y' > 'N'
+            func.max(seen.c.is_client).label("is_client"),
+            func.min(seen.c.bin_start).label("first_seen"),
+            func.max(seen.c.bin_start).label("last_seen"),
+        )
+        .group_by(seen.c.site)
+        .subquery("grouped")
+    )
+    rows = select(
+        grouped.c.site,
+        func.coalesce(t_site_country.c.country, UNKNOWN).label("country"),
+        grouped.c.is_server,
+        grouped.c.is_client,
+        grouped.c.first_seen,
+        grouped.c.last_seen,
+    ).select_from(grouped.outerjoin(t_site_country, t_site_country.c.site == grouped.c.site))
+    return MergeInto(
+        t_site,
+        rows,
+        keys=["site"],
+        low=["first_seen"],
+        high=["is_server", "is_client", "last_seen"],
+    )
+
+
+_STATEMENTS = [*_access_pattern_daily(), *_site_stats_daily(), _site_merge()]
+
+
+def rollup_days(conn: Connection, days: Iterable[datetime]) -> int:
+    """Rebuild the daily rows of `days` from the 10-minute tables; returns rows written."""
+    written = 0
+    for lo, hi in day_ranges(days):
+        for statement in _STATEMENTS:
+            result = conn.execute(statement, {"day_lo": lo, "day_hi": hi})  # type: ignore[call-overload]
+            if not getattr(statement, "is_delete", False):
+                written += max(result.rowcount, 0)
+    return written

@@ -1,0 +1,322 @@
+"""Running one job once: window, lock, aggregation and watermark in one transaction (SPEC §6).
+
+run_id = log "RUNNING"                      (own short transaction: visible to others)
+BEGIN (snapshot isolation)
+  lock the job's T_AGENT row                (another runner: JobBusyError, or wait)
+  window = (watermark, min(until, db now - lag)]
+  fill the resolution cache for the window's new (host, domain) pairs
+  merge the window's contributions into every statistics table
+  watermark = window end
+COMMIT                                      (a crash before this leaves both as they were)
+log "OK"/"FAILED"/"SKIPPED" with counts
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    and_,
+    bindparam,
+    delete,
+    desc,
+    exc,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+
+from xrdagg.config import Settings
+from xrdagg.db.dialect import (
+    JOB_ISOLATION,
+    db_now,
+    insert_ignoring_duplicates,
+    is_lock_busy,
+    is_serialization_failure,
+    lock_row,
+)
+from xrdagg.db.tables import RAW_TABLES, t_agent, t_dirty_day, t_job_run
+from xrdagg.db.types import UtcDate
+from xrdagg.errors import JobBusyError
+from xrdagg.jobs import contributions
+from xrdagg.jobs.daily import rollup_days
+from xrdagg.jobs.normalize import is_clock_error, normalized_rows
+from xrdagg.jobs.specs import JobSpec
+from xrdagg.topology.store import fill_resolution_cache, read_resolver
+
+log = logging.getLogger(__name__)
+
+# Before the first run a job has no watermark: it starts from the beginning of the raw table.
+BEGINNING = datetime(1900, 1, 1)
+WINDOW_LO = bindparam("window_lo", type_=UtcDate())
+WINDOW_HI = bindparam("window_hi", type_=UtcDate())
+MAX_SNAPSHOT_RETRIES = 5
+
+
+@dataclass
+class RunReport:
+    job: str
+    outcome: str = "RUNNING"  # OK, FAILED, SKIPPED
+    run_id: int | None = None
+    window_lo: datetime | None = None
+    window_hi: datetime | None = None
+    rows_read: int = 0
+    rows_bad_insert: int = 0
+    rows_bad_clock: int = 0
+    rows_written: int = 0
+    new_pairs: int = 0
+    days: list[datetime] = field(default_factory=list)
+    duration_s: float = 0.0
+    message: str = ""
+
+    def summary(self) -> str:
+        if self.outcome == "SKIPPED":
+            return f"{self.job}: skipped: {self.message}"
+        if self.outcome == "FAILED":
+            return f"{self.job}: FAILED after {self.duration_s:.1f}s: {self.message}"
+        window = f"({_fmt(self.window_lo)}, {_fmt(self.window_hi)}]"
+        bad = self.rows_bad_insert + self.rows_bad_clock
+        extra = f", {bad} invalid" if bad else ""
+        if self.days:
+            extra += f", {len(self.days)} day(s) rolled up"
+        return (
+            f"{self.job}: window {window} {self.rows_read} rows{extra}, "
+            f"{self.rows_written} stats rows written in {self.duration_s:.2f}s"
+        )
+
+
+def _fmt(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class SourceStatements:
+    """The statements of a 10-minute job, built once per source; bound to WINDOW_LO/HI."""
+
+    merges: tuple[Executable, ...]
+    dirty_days: Executable
+    count_valid: Executable
+    count_clock_errors: Executable
+    count_null_insert: Executable
+
+
+@cache
+def source_statements(source: str) -> SourceStatements:
+    raw = RAW_TABLES[source]
+    window = and_(raw.c.insert_date > WINDOW_LO, raw.c.insert_date <= WINDOW_HI)
+    norm = normalized_rows(source, window)
+    merges: list[Executable] = [contributions.stats_avg(norm, source)]
+    if source == "fed":
+        merges += [contributions.user_activity(norm), contributions.access_pattern(norm)]
+    merges.append(contributions.msg_rate(norm, source))
+    return SourceStatements(
+        merges=tuple(merges),
+        dirty_days=contributions.dirty_days(norm, source),
+        count_valid=select(func.count()).select_from(norm),
+        count_clock_errors=select(func.count())
+        .select_from(raw)
+        .where(window, is_clock_error(source)),
+        # A row without INSERT_DATE belongs to no window: it is counted in the window its end
+        # date falls in, so that it shows up once in the run log.
+        count_null_insert=select(func.count())
+        .select_from(raw)
+        .where(
+            raw.c.insert_date.is_(None), raw.c.end_date > WINDOW_LO, raw.c.end_date <= WINDOW_HI
+        ),
+    )
+
+
+def aggregate_window(
+    conn: Connection, source: str, lo: datetime, hi: datetime, report: RunReport
+) -> None:
+    """Add the contributions of the raw rows with lo < INSERT_DATE <= hi to the statistics."""
+    raw = RAW_TABLES[source]
+    params = {"window_lo": lo, "window_hi": hi}
+    window = and_(raw.c.insert_date > lo, raw.c.insert_date <= hi)
+    report.new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source: window})
+    statements = source_statements(source)
+    report.rows_read = conn.execute(statements.count_valid, params).scalar_one()
+    report.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
+    report.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
+    if report.rows_read == 0:
+        return
+    for statement in statements.merges:
+        report.rows_written += max(conn.execute(statement, params).rowcount, 0)
+    conn.execute(statements.dirty_days, params)
+
+
+def rollup_dirty_days(conn: Connection, report: RunReport) -> None:
+    """The daily job: roll up the days marked dirty, then clear exactly the marks it saw."""
+    marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
+    if not marks:
+        return
+    report.days = sorted({m.day for m in marks})
+    report.rows_written = rollup_days(conn, report.days)
+    # A 10-minute job that marked a day again meanwhile raised its mark: that row stays.
+    conn.execute(
+        delete(t_dirty_day).where(
+            tuple_(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark).in_(
+                [(m.day, m.source, m.mark) for m in marks]
+            )
+        )
+    )
+
+
+class JobRunner:
+    """Runs jobs against one engine, each once, as SPEC §6 says."""
+
+    def __init__(self, engine: Engine, settings: Settings, jobs: Sequence[JobSpec]) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.host = socket.gethostname()
+        # The daily tables reflect what the 10-minute jobs have committed.
+        self.upstream = [j.name for j in jobs if j.source is not None]
+
+    def run(self, job: JobSpec, *, until: datetime | None = None, wait: bool = False) -> RunReport:
+        report = RunReport(job=job.name)
+        started = time.monotonic()
+        report.run_id = self._log_start(job)
+        try:
+            for attempt in range(MAX_SNAPSHOT_RETRIES):
+                try:
+                    self._run_transaction(job, until, wait, report)
+                    break
+                except exc.DBAPIError as error:
+                    # Waiting for the lock ends in a serialization failure on snapshot isolation
+                    # (the holder changed the row): start again with a fresh snapshot.
+                    if (
+                        wait
+                        and is_serialization_failure(error)
+                        and attempt + 1 < MAX_SNAPSHOT_RETRIES
+                    ):
+                        report.rows_written = 0
+                        continue
+                    if is_lock_busy(error):
+                        raise JobBusyError(self._busy_message(job, report.run_id)) from None
+                    raise
+            report.outcome = "OK"
+        except JobBusyError as busy:
+            report.outcome, report.message = "SKIPPED", str(busy)
+        except Exception as error:
+            report.outcome, report.message = "FAILED", f"{type(error).__name__}: {error}"[:2000]
+            log.exception("job %s failed", job.name)
+        report.duration_s = time.monotonic() - started
+        self._log_finish(report)
+        return report
+
+    def _run_transaction(
+        self, job: JobSpec, until: datetime | None, wait: bool, report: RunReport
+    ) -> None:
+        with self.engine.connect() as conn:
+            isolation = JOB_ISOLATION.get(conn.dialect.name)
+            if isolation:
+                conn = conn.execution_options(isolation_level=isolation)
+            with conn.begin():
+                lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=wait)
+                watermark = conn.execute(
+                    select(t_agent.c.watermark).where(t_agent.c.job_name == job.name)
+                ).scalar_one()
+                now = conn.execute(select(db_now())).scalar_one()
+                if job.source is None:
+                    report.window_lo = watermark
+                    report.window_hi = now
+                    rollup_dirty_days(conn, report)
+                    hi = self._upstream_watermark(conn) or watermark
+                else:
+                    lag = job.safety_lag_seconds
+                    if lag is None:
+                        lag = self.settings.safety_lag_seconds
+                    hi = now - timedelta(seconds=lag)
+                    if until is not None:
+                        hi = min(hi, until)
+                    lo = watermark or BEGINNING
+                    report.window_lo, report.window_hi = watermark, hi
+                    if hi <= lo:
+                        report.message = "nothing new: the window is empty"
+                        return
+                    aggregate_window(conn, job.source, lo, hi, report)
+                conn.execute(
+                    update(t_agent)
+                    .where(t_agent.c.job_name == job.name)
+                    .values(watermark=hi, last_run_id=report.run_id, updated_at=db_now())
+                )
+
+    def _upstream_watermark(self, conn: Connection) -> datetime | None:
+        """The lowest watermark of the 10-minute jobs: the daily tables include at least that."""
+        return conn.execute(
+            select(func.min(t_agent.c.watermark)).where(t_agent.c.job_name.in_(self.upstream))
+        ).scalar_one()
+
+    def _log_start(self, job: JobSpec) -> int:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert_ignoring_duplicates(t_agent, conn.dialect.name),
+                [{"job_name": job.name, "watermark": None}],
+            )
+            return conn.execute(
+                insert(t_job_run)
+                .values(
+                    job_name=job.name,
+                    run_kind=job.kind,
+                    host_name=self.host[:256],
+                    process_id=os.getpid(),
+                    started_at=db_now(),
+                    outcome="RUNNING",
+                )
+                .returning(t_job_run.c.run_id)
+            ).scalar_one()
+
+    def _log_finish(self, report: RunReport) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(t_job_run)
+                    .where(t_job_run.c.run_id == report.run_id)
+                    .values(
+                        finished_at=db_now(),
+                        window_lo=report.window_lo,
+                        window_hi=report.window_hi,
+                        rows_read=report.rows_read,
+                        rows_bad_insert=report.rows_bad_insert,
+                        rows_bad_clock=report.rows_bad_clock,
+                        rows_written=report.rows_written,
+                        duration_s=round(report.duration_s, 3),
+                        outcome=report.outcome,
+                        message=report.message[:2000] or None,
+                    )
+                )
+        except exc.SQLAlchemyError:
+            # The run itself is committed or rolled back already; losing its log line is
+            # better than reporting a finished run as failed.
+            log.exception("could not record the end of run %s", report.run_id)
+
+    def _busy_message(self, job: JobSpec, own_run_id: int | None) -> str:
+        with self.engine.connect() as conn:
+            holder = conn.execute(
+                select(t_job_run.c.host_name, t_job_run.c.process_id, t_job_run.c.started_at)
+                .where(
+                    t_job_run.c.job_name == job.name,
+                    t_job_run.c.outcome == "RUNNING",
+                    t_job_run.c.run_id != own_run_id,
+                )
+                .order_by(desc(t_job_run.c.run_id))
+                .limit(1)
+            ).first()
+        if holder is None:
+            return f"job {job.name} is locked by another session (the database is busy)"
+        return (
+            f"job {job.name} is running since {_fmt(holder.started_at)} UTC "
+            f"on host {holder.host_name} (pid {holder.process_id})"
+        )

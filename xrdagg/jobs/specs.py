@@ -1,0 +1,87 @@
+"""Declarative job definitions, read from the TOML files of the jobs directory."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xrdagg.errors import ConfigError
+
+KINDS = ("fed", "eos", "daily")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    kind: str  # one of KINDS
+    description: str = ""
+    enabled: bool = True
+    interval_minutes: float | None = None
+    cron: str | None = None
+    safety_lag_seconds: int | None = None
+
+    @property
+    def source(self) -> str | None:
+        """The raw source a 10-minute job reads ('fed'/'eos'); None for the daily job."""
+        return self.kind if self.kind in ("fed", "eos") else None
+
+
+def load_job_specs(jobs_dir: Path) -> list[JobSpec]:
+    """Every job of every *.toml file in `jobs_dir`, in file then declaration order."""
+    files = sorted(jobs_dir.glob("*.toml"))
+    if not files:
+        raise ConfigError(f"{jobs_dir}: no job definitions (*.toml)")
+    specs: list[JobSpec] = []
+    for path in files:
+        try:
+            document = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        for number, entry in enumerate(document.get("job", []), start=1):
+            specs.append(_spec(path, number, entry))
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{jobs_dir}: job names declared twice: {', '.join(duplicates)}")
+    return specs
+
+
+def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
+    where = f"{path} job {number}"
+    known = set(JobSpec.__dataclass_fields__)
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{where}: 'name' must match {_NAME.pattern}, got {name!r}")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where} ({name}): 'kind' must be one of {KINDS}, got {kind!r}")
+    interval = entry.get("interval_minutes")
+    cron = entry.get("cron")
+    if interval is not None and (not isinstance(interval, int | float) or interval <= 0):
+        raise ConfigError(f"{where} ({name}): 'interval_minutes' must be a positive number")
+    if cron is not None and (not isinstance(cron, str) or len(cron.split()) != 5):
+        raise ConfigError(f"{where} ({name}): 'cron' must have five fields, got {cron!r}")
+    if interval is not None and cron is not None:
+        raise ConfigError(f"{where} ({name}): give 'interval_minutes' or 'cron', not both")
+    lag = entry.get("safety_lag_seconds")
+    if lag is not None and (not isinstance(lag, int) or lag < 0):
+        raise ConfigError(f"{where} ({name}): 'safety_lag_seconds' must be a whole number >= 0")
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where} ({name}): 'enabled' must be true or false")
+    return JobSpec(
+        name=name,
+        kind=kind,
+        description=str(entry.get("description", "")),
+        enabled=enabled,
+        interval_minutes=interval,
+        cron=cron,
+        safety_lag_seconds=lag,
+    )

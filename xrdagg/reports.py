@@ -1,0 +1,156 @@
+"""Read-only reports over raw and statistics tables, as pandas DataFrames."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import Connection, and_, desc, func, literal, select, union_all
+
+from xrdagg.db.dialect import db_now
+from xrdagg.db.tables import (
+    NULL_KEY,
+    RAW_TABLES,
+    UNKNOWN,
+    t_agent,
+    t_host_site,
+    t_job_run,
+    t_stats_avg,
+)
+from xrdagg.jobs.normalize import is_clock_error
+from xrdagg.topology.store import fill_resolution_cache, read_resolver
+
+
+def since(conn: Connection, days: float | None) -> datetime | None:
+    if days is None:
+        return None
+    return conn.execute(select(db_now())).scalar_one() - timedelta(days=days)
+
+
+def invalid_rows(conn: Connection, start: datetime | None = None) -> pd.DataFrame:
+    """Raw rows every computation excludes (SPEC §6), per source and reason."""
+    parts = []
+    for source, raw in RAW_TABLES.items():
+        recent = raw.c.end_date > start if start is not None else literal(True)
+        parts.append(
+            select(
+                literal(source.upper()).label("source"),
+                literal("NULL INSERT_DATE").label("reason"),
+                func.count().label("rows"),
+            )
+            .select_from(raw)
+            .where(raw.c.insert_date.is_(None), recent)
+        )
+        parts.append(
+            select(
+                literal(source.upper()).label("source"),
+                literal("END_DATE > INSERT_DATE + 1 day").label("reason"),
+                func.count().label("rows"),
+            )
+            .select_from(raw)
+            .where(is_clock_error(source), recent)
+        )
+    return pd.read_sql(union_all(*parts), conn)
+
+
+def unresolved(conn: Connection, start: datetime | None = None, limit: int = 30) -> pd.DataFrame:
+    """Domains whose hosts resolve to no site, by raw row count, per source and side.
+
+    Fills the resolution cache for the rows considered first, so that rows no job has read yet
+    are included. A server side named by SERVER_SITE is resolved by rule 1 and not listed.
+    """
+    where = {}
+    for source, raw in RAW_TABLES.items():
+        where[source] = (
+            raw.c.insert_date > start if start is not None else raw.c.insert_date.is_not(None)
+        )
+    fill_resolution_cache(conn, read_resolver(conn), where)
+    parts = []
+    for source, raw in RAW_TABLES.items():
+        for side, host, domain in (
+            ("client", raw.c.client_host, raw.c.client_domain),
+            ("server", raw.c.server_host, raw.c.server_domain),
+        ):
+            condition = [where[source], t_host_site.c.site == UNKNOWN]
+            if side == "server":
+                condition.append(
+                    ~(func.length(func.trim(raw.c.server_site)) > 0) | raw.c.server_site.is_(None)
+                )
+            parts.append(
+                select(
+                    literal(source.upper()).label("source"),
+                    literal(side).label("side"),
+                    t_host_site.c.domain_name.label("domain"),
+                    func.count().label("rows"),
+                )
+                .select_from(
+                    raw.join(
+                        t_host_site,
+                        and_(
+                            t_host_site.c.host_key == func.coalesce(host, NULL_KEY),
+                            t_host_site.c.domain_key == func.coalesce(domain, NULL_KEY),
+                        ),
+                    )
+                )
+                .where(*condition)
+                .group_by(t_host_site.c.domain_name)
+            )
+    frame = pd.read_sql(union_all(*parts), conn)
+    return (
+        frame.sort_values("rows", ascending=False, kind="stable").head(limit).reset_index(drop=True)
+    )
+
+
+def top_site_pairs(conn: Connection, limit: int = 10) -> pd.DataFrame:
+    avg = t_stats_avg
+    statement = (
+        select(
+            avg.c.source,
+            avg.c.src_site,
+            avg.c.dst_site,
+            func.sum(avg.c.read_bytes).label("read_bytes"),
+            func.sum(avg.c.transfers_ended).label("transfers"),
+        )
+        .group_by(avg.c.source, avg.c.src_site, avg.c.dst_site)
+        .order_by(desc("read_bytes"))
+        .limit(limit)
+    )
+    return pd.read_sql(statement, conn)
+
+
+def unresolved_share(conn: Connection) -> float:
+    """Share of read volume in T_STATS_AVG with at least one side unresolved."""
+    avg = t_stats_avg
+    total = conn.execute(select(func.sum(avg.c.read_bytes))).scalar_one() or 0.0
+    unknown = (
+        conn.execute(
+            select(func.sum(avg.c.read_bytes)).where(
+                (avg.c.src_site == UNKNOWN) | (avg.c.dst_site == UNKNOWN)
+            )
+        ).scalar_one()
+        or 0.0
+    )
+    return float(unknown) / float(total) if total else 0.0
+
+
+def job_status(conn: Connection) -> pd.DataFrame:
+    """Per job: watermark, lag behind database now, and its last run."""
+    now = conn.execute(select(db_now())).scalar_one()
+    last = t_job_run.alias("last_run")
+    statement = select(
+        t_agent.c.job_name,
+        t_agent.c.watermark,
+        last.c.started_at,
+        last.c.outcome,
+        last.c.rows_read,
+        last.c.duration_s,
+        last.c.message,
+    ).select_from(t_agent.outerjoin(last, last.c.run_id == t_agent.c.last_run_id))
+    frame = pd.read_sql(statement.order_by(t_agent.c.job_name), conn)
+    frame["lag_minutes"] = [
+        None
+        if pd.isna(w)
+        else round((now - pd.Timestamp(w).to_pydatetime()).total_seconds() / 60, 1)
+        for w in frame["watermark"]
+    ]
+    return frame
