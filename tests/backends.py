@@ -1,0 +1,124 @@
+"""Real databases for the tests: SQLite always, PostgreSQL and Oracle when one can be had.
+
+PostgreSQL: XRDAGG_TEST_POSTGRES_URL (what .ci/run sets, for the server on this machine), else a
+testcontainers server when a Docker engine answers. Oracle: XRDAGG_ORACLE_URL, else Oracle Free
+through testcontainers when Docker answers. Otherwise those tiers skip, saying why.
+Each session gets its own schema (PostgreSQL) or file (SQLite), migrated once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy.engine import make_url
+
+from xrdagg.config import Settings
+from xrdagg.db import migrate
+from xrdagg.db.engine import make_engine
+from xrdagg.db.tables import metadata, t_bin_offset
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class Backend:
+    name: str
+    settings: Settings
+    engine: Engine
+    env: dict[str, str]  # environment for an `xrdagg` subprocess on the same database
+
+    def clear(self) -> None:
+        """Empty every table but the migration's reference data."""
+        with self.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                if table is not t_bin_offset:
+                    conn.execute(delete(table))
+
+
+def _sqlite(tmp_dir: Path) -> Iterator[Backend]:
+    url = f"sqlite:///{tmp_dir / 'xrdagg-test.db'}"
+    env = {"XRDAGG_DATABASE_URL": url}
+    settings = Settings.from_env(env)
+    migrate.upgrade(settings)
+    engine = make_engine(settings)
+    yield Backend("sqlite", settings, engine, env)
+    engine.dispose()
+
+
+def _postgres() -> Iterator[Backend]:
+    base = os.environ.get("XRDAGG_TEST_POSTGRES_URL")
+    stack = contextlib.ExitStack()
+    if not base:
+        if not docker_available():
+            pytest.skip("PostgreSQL tier: set XRDAGG_TEST_POSTGRES_URL or run a Docker engine")
+        from testcontainers.postgres import PostgresContainer
+
+        container = stack.enter_context(PostgresContainer("postgres:16-alpine", driver="psycopg"))
+        base = container.get_connection_url()
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    schema = f"xrdagg_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    test_url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    env = {"XRDAGG_DATABASE_URL": test_url.render_as_string(hide_password=False)}
+    settings = Settings.from_env(env)
+    migrate.upgrade(settings)
+    engine = make_engine(settings)
+    try:
+        yield Backend("postgres", settings, engine, env)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+        stack.close()
+
+
+def _oracle() -> Iterator[Backend]:
+    url = os.environ.get("XRDAGG_ORACLE_URL")
+    stack = contextlib.ExitStack()
+    if not url:
+        if not docker_available():
+            pytest.skip(
+                "Oracle tier: no XRDAGG_ORACLE_URL and no Docker engine for Oracle Free "
+                "(the Oracle path is offline-checked only)"
+            )
+        from testcontainers.oracle import OracleDbContainer
+
+        container = stack.enter_context(OracleDbContainer())
+        url = container.get_connection_url()
+    env = {"XRDAGG_DATABASE_URL": url}
+    settings = Settings.from_env(env)
+    migrate.upgrade(settings)
+    engine = make_engine(settings)
+    try:
+        yield Backend("oracle", settings, engine, env)
+    finally:
+        with contextlib.suppress(Exception):
+            migrate.downgrade(settings, "base")
+        engine.dispose()
+        stack.close()
+
+
+def open_backend(name: str, tmp_dir: Path) -> Iterator[Backend]:
+    if name == "sqlite":
+        return _sqlite(tmp_dir)
+    if name == "postgres":
+        return _postgres()
+    return _oracle()

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.backends import Backend, open_backend
+from tests.helpers import Harness
+
+TEST_TOPOLOGY = Path(__file__).parent / "data" / "topology"
+
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("oracle", marks=pytest.mark.oracle),
+]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    yield from open_backend(request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture
+def db(backend: Backend) -> Iterator[Harness]:
+    """An empty, migrated database with the test topology loaded."""
+    backend.clear()
+    harness = Harness(backend)
+    harness.load_topology(TEST_TOPOLOGY)
+    yield harness
+    harness.engine.dispose()  # no connection survives a test (pool pre-ping aside)
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """SQLite and PostgreSQL only: for tests of migrations that drop and recreate everything."""
+    yield from open_backend(request.param, tmp_path_factory.mktemp(request.param + "-mig"))
+
+
+# --- tiers: decided once, reported in one line each ------------------------------------------------
+
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def _tier_reasons() -> dict[str, str]:
+    import os
+
+    from tests.backends import docker_available
+
+    reasons = {}
+    docker = None
+    if not os.environ.get("XRDAGG_TEST_POSTGRES_URL"):
+        docker = docker_available()
+        if not docker:
+            reasons["postgres"] = (
+                "no XRDAGG_TEST_POSTGRES_URL and no Docker engine for testcontainers"
+            )
+    if not os.environ.get("XRDAGG_ORACLE_URL"):
+        if docker is None:
+            docker = docker_available()
+        if not docker:
+            reasons["oracle"] = (
+                "no XRDAGG_ORACLE_URL and no Docker engine for Oracle Free; "
+                "the Oracle path is offline-checked only (tests/test_oracle_offline.py)"
+            )
+    return reasons
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _UNAVAILABLE.update(_tier_reasons())
+    for item in items:
+        for tier, reason in _UNAVAILABLE.items():
+            if item.get_closest_marker(tier):
+                item.add_marker(pytest.mark.skip(reason=f"{tier} tier: {reason}"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    skipped = terminalreporter.stats.get("skipped", [])
+    for tier, reason in _UNAVAILABLE.items():
+        count = sum(1 for report in skipped if f"{tier} tier:" in str(report.longrepr))
+        if count:
+            terminalreporter.write_line(f"{tier} tier: {count} tests skipped: {reason}")

@@ -1,0 +1,162 @@
+"""SPEC §6: after any sequence of runs over any arrival order, every statistics table equals the
+from-scratch computation over the raw rows with INSERT_DATE <= watermark (tests/reference.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import TEST_TOPOLOGY
+from tests.helpers import KEYS, Harness, raw_row
+from tests.reference import RefTopology, assert_same, compute
+from xrdagg.db.tables import RAW_COLUMNS
+
+T0 = datetime(2024, 3, 1)
+REF_TOPOLOGY = RefTopology.from_dir(TEST_TOPOLOGY)
+
+SIDES = [
+    ("eos01", "cern.ch"), ("x.pp.rl.ac.uk", None), ("srm", "rl.ac.uk"), ("grid-lab105.desy.de", None),
+    ("wn1", "bnl.gov"), ("cmsstor3", "fnal.gov"), ("node.example.org", None), (None, None),
+    ("wn7", None), ("a.LAL.in2p3.fr.", ""), ("special-host", "fnal.gov"), (" lapp-se1 ", "in2p3.fr"),
+]  # fmt: skip
+
+
+@st.composite
+def raw_rows(draw: st.DrawFn) -> dict:
+    end = T0 + timedelta(seconds=draw(st.integers(0, 8 * 3600)))
+    kind = draw(st.sampled_from(["zero", "short", "bins", "null", "inverted", "long"]))
+    start = {
+        "zero": end,
+        "short": end - timedelta(seconds=draw(st.integers(1, 300))),
+        "bins": end - timedelta(seconds=draw(st.integers(300, 4 * 3600))),
+        "null": None,
+        "inverted": end + timedelta(seconds=draw(st.integers(1, 900))),
+        "long": end - timedelta(days=8, seconds=draw(st.integers(0, 3600))),
+    }[kind]
+    delay = draw(st.sampled_from([None, -2 * 86400, -1800, 0, 5, 120, 900, 4 * 3600, 3 * 86400]))
+    server_host, server_domain = draw(st.sampled_from(SIDES))
+    client_host, client_domain = draw(st.sampled_from(SIDES))
+    # Boundary values too: reading exactly 10 %, 50 %, 100 % of the 1000-byte or 500 kB file.
+    boundaries = st.sampled_from([0, 100, 500, 1000, 50_000, 250_000, 500_000])
+    number = st.one_of(st.none(), boundaries, st.integers(-1000, 10**6))
+    file_size = draw(st.sampled_from([None, 0, 1000, 5 * 10**5]))
+    read_at_close = draw(number)
+    if file_size and draw(st.booleans()):
+        # a fraction read on each side of every bucket boundary of SPEC §5
+        fraction = draw(st.sampled_from([0.05, 0.1, 0.3, 0.5, 0.999, 1, 1.5]))
+        read_at_close = int(file_size * fraction)
+    return raw_row(
+        start_date=start,
+        end_date=end,
+        insert_date=None if delay is None else end + timedelta(seconds=delay),
+        server_host=server_host,
+        server_domain=server_domain,
+        client_host=client_host,
+        client_domain=client_domain,
+        server_site=draw(
+            st.sampled_from([None, None, None, "", "T2_CH_CERN", "t1_fr_ccin2p3", "Elsewhere"])
+        ),
+        user_vo=draw(st.sampled_from([None, "", "atlas", " CMS ", "cms"])),
+        user_dn=draw(st.sampled_from([None, "", "/CN=a", "/CN=b"])),
+        server_username=draw(st.sampled_from([None, "xrootd"])),
+        read_bytes_at_close=read_at_close,
+        read_bytes=draw(number),
+        write_bytes_at_close=draw(st.sampled_from([None, 0, 100, -1])),
+        file_size=file_size,
+        read_single_bytes=draw(number),
+        read_single_operations=draw(st.sampled_from([None, 3])),
+        read_vector_bytes=draw(number),
+        read_min=draw(st.sampled_from([None, 1, 50])),
+        read_max=draw(st.sampled_from([None, 70, 2000])),
+        write_operations=draw(st.sampled_from([None, 2])),
+    )
+
+
+scenario = st.fixed_dictionaries(
+    {
+        "rows": st.lists(
+            st.tuples(st.sampled_from(["fed", "eos"]), raw_rows()), min_size=10, max_size=40
+        ),
+        # hours after T0; in any order, so a run may come with an --until behind the watermark
+        "runs": st.lists(st.integers(0, 14 * 24), min_size=1, max_size=5),
+        "early": st.lists(
+            st.booleans(), min_size=40, max_size=40
+        ),  # rows inserted before their time
+        "daily_between": st.booleans(),
+        # a last run past every row, so that the whole of SPEC is checked, not only early bins
+        "catch_up": st.booleans(),
+    }
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=scenario)
+def test_statistics_equal_a_from_scratch_computation(db: Harness, case: dict) -> None:
+    db.backend.clear()
+    db.load_topology(TEST_TOPOLOGY)
+    pending = list(enumerate(case["rows"]))
+    for hours in case["runs"]:
+        until = T0 + timedelta(hours=hours)
+        # Every row inserted at or before `until` is in the table before a run can pass it; some
+        # rows (and every row without INSERT_DATE) may also be there long before their time.
+        due = [
+            (i, (source, row))
+            for i, (source, row) in pending
+            if row["insert_date"] is None or row["insert_date"] <= until or case["early"][i]
+        ]
+        for source in ("fed", "eos"):
+            db.insert_raw(source, [row for _, (s, row) in due if s == source])
+        pending = [p for p in pending if p not in due]
+        db.run("fed10", until)
+        db.run("eos10", until)
+        if case["daily_between"]:
+            db.run("daily")
+    db.insert_raw("fed", [row for _, (s, row) in pending if s == "fed"])
+    db.insert_raw("eos", [row for _, (s, row) in pending if s == "eos"])
+    if case["catch_up"]:
+        db.run("fed10", T0 + timedelta(days=30))
+        db.run("eos10", T0 + timedelta(days=30))
+    db.run("daily")
+    check_invariant(db, case["rows"])
+
+
+def check_invariant(db: Harness, rows: list[tuple[str, dict]]) -> None:
+    frames = {
+        source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
+        for source in ("fed", "eos")
+    }
+    expected = compute(
+        frames["fed"], frames["eos"], REF_TOPOLOGY, db.watermark("fed10"), db.watermark("eos10")
+    )
+    for table, frame in expected.items():
+        assert_same(db.table(table), frame, KEYS[table], table)
+
+
+def test_a_second_run_with_the_same_until_changes_nothing(db: Harness) -> None:
+    from xrdagg.raw.generate import generate
+
+    frame = generate(3000, start=T0, days=1, seed=7)
+    rows = [
+        {k: (None if pd.isna(v) else v) for k, v in r.items()} for r in frame.to_dict("records")
+    ]
+    for r in rows:
+        for k in ("start_date", "end_date", "insert_date"):
+            r[k] = None if r[k] is None else pd.Timestamp(r[k]).to_pydatetime()
+    db.insert_raw("fed", rows)
+    until = T0 + timedelta(hours=20)
+    first = db.run("fed10", until)
+    db.run("daily")
+    before = {t: db.table(t) for t in KEYS}
+    second = db.run("fed10", until)
+    db.run("daily")
+    assert first.rows_read > 0 and second.rows_read == 0
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(db.table(table), frame)
+    check_invariant(db, [("fed", r) for r in rows])
