@@ -33,7 +33,8 @@ bench: $(BIN)/xrdagg
 
 ## Regenerate the reviewed Oracle DDL in sql/ from the migrations.
 oracle-sql: $(BIN)/xrdagg
-	$(BIN)/python -m xrdagg.db.offline > sql/oracle_schema.sql
+	$(BIN)/python -m xrdagg.db.offline schema > sql/oracle_schema.sql
+	$(BIN)/python -m xrdagg.db.offline grants > sql/oracle_grants.sql
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

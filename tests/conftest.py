@@ -87,3 +87,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         count = sum(1 for report in skipped if f"{tier} tier:" in str(report.longrepr))
         if count:
             terminalreporter.write_line(f"{tier} tier: {count} tests skipped: {reason}")
+
+
+@pytest.fixture
+def cli(db):  # type: ignore[no-untyped-def]
+    """Run `xrdagg ARGS…` in-process against the test database."""
+    from click.testing import CliRunner
+
+    from xrdagg.cli import main
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return CliRunner().invoke(main, list(args), env=db.backend.env, catch_exceptions=False)
+
+    return invoke

@@ -58,7 +58,9 @@ class Settings:
             )
         return cls(
             database_url=url,
-            raw_schema=raw_schema,
+            # Lower case: the unquoted identifier a DBA means (Oracle folds it to upper case,
+            # PostgreSQL to lower); SQLAlchemy would quote an upper-case name, making it exact.
+            raw_schema=raw_schema.lower() if raw_schema else None,
             topology_dir=_parse_dir(
                 "XRDAGG_TOPOLOGY_DIR", env.get("XRDAGG_TOPOLOGY_DIR"), PROJECT_ROOT / "topology"
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -72,7 +73,8 @@ def load(ctx: Context, file: Path, source: str, skip_invalid: bool) -> None:
             "loaded (--skip-invalid loads the others)"
         )
     console.print(
-        f"{file}: {report.rows_loaded} of {report.rows_read} records loaded into T_RAW_{source.upper()}"
+        f"{file}: {report.rows_loaded} of {report.rows_read} records loaded "
+        f"into T_RAW_{source.upper()}"
     )
 
 
@@ -95,9 +97,8 @@ def generate(ctx: Context, source: str, rows: int, start: str, days: float, seed
     Example: xrdagg raw generate --source eos --rows 50000 --days 2
     """
     _refuse_collector_tables(ctx)
-    frame = generate_records(
-        rows, start=parse_utc(start, "--start"), days=days, seed=seed, source=source
-    )  # type: ignore[arg-type]
+    first_day = parse_utc(start, "--start") or datetime(2024, 3, 1)
+    frame = generate_records(rows, start=first_day, days=days, seed=seed, source=source)
     with ctx.engine.begin() as conn:
         loaded = load_frame(conn, source, frame)
     console.print(f"{loaded} synthetic records loaded into T_RAW_{source.upper()}")

@@ -46,7 +46,8 @@ def load(ctx: Context, directory: Path | None) -> None:
         summary = load_topology(conn, data, directory)
     console.print(
         f"topology {summary.load_id} loaded from {directory}: {summary.patterns} patterns, "
-        f"{summary.domains} domains, {summary.countries} countries, {summary.vo_names} VO site names"
+        f"{summary.domains} domains, {summary.countries} countries, "
+        f"{summary.vo_names} VO site names"
     )
     if summary.cached_pairs:
         console.print(

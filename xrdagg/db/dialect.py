@@ -7,8 +7,9 @@ and `UtcDate` values at the edges.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
@@ -182,7 +182,7 @@ class MergeInto(Executable, ClauseElement):
     """
 
     inherit_cache = True
-    _traverse_internals: ClassVar[list[tuple[str, Any]]] = [
+    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy reads it as a class attribute
         ("table", InternalTraversal.dp_clauseelement),
         ("source", InternalTraversal.dp_clauseelement),
         ("keys", InternalTraversal.dp_string_list),
@@ -293,19 +293,45 @@ def is_serialization_failure(error: exc.DBAPIError) -> bool:
     return code == 8177
 
 
-def insert_ignoring_duplicates(table: Table, dialect_name: str) -> Insert:
-    """An INSERT that skips rows whose primary key is already there (a cache fill that races
-    another job's fill of the same keys must not fail)."""
-    if dialect_name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect_name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    if dialect_name == "oracle":
-        keys = ", ".join(c.name for c in table.primary_key.columns)
-        return table.insert().prefix_with(
-            f"/*+ IGNORE_ROW_ON_DUPKEY_INDEX({table.name}({keys})) */"
-        )
-    raise ValueError(f"unsupported dialect {dialect_name}")
+class InsertIgnoringDuplicates(Insert):
+    """An INSERT that skips rows whose primary key is already there.
+
+    A cache fill racing another job's fill of the same keys must not fail. Rendered as
+    INSERT ... ON CONFLICT DO NOTHING, and on Oracle with the IGNORE_ROW_ON_DUPKEY_INDEX hint.
+    """
+
+    inherit_cache = True
+
+
+@compiles(InsertIgnoringDuplicates)
+def _insert_ignoring_on_conflict(
+    element: InsertIgnoringDuplicates, compiler: Any, **kw: Any
+) -> str:
+    return compiler.visit_insert(element, **kw) + " ON CONFLICT DO NOTHING"
+
+
+@compiles(InsertIgnoringDuplicates, "oracle")
+def _insert_ignoring_oracle(element: InsertIgnoringDuplicates, compiler: Any, **kw: Any) -> str:
+    table = element.table
+    keys = ", ".join(c.name for c in table.primary_key.columns)  # type: ignore[attr-defined]
+    hint = f"INSERT /*+ IGNORE_ROW_ON_DUPKEY_INDEX({table.name}({keys})) */ INTO"
+    return compiler.visit_insert(element, **kw).replace("INSERT INTO", hint, 1)
+
+
+@contextmanager
+def lock_timeout(conn: Connection, *, wait: bool) -> Iterator[None]:
+    """Within the block, a write that meets SQLite's database lock gives up after a second
+    unless `wait` (SQLite has one writer at a time and no NOWAIT). Other dialects: no change."""
+    if conn.dialect.name != "sqlite" or wait:
+        yield
+        return
+    # On the driver's connection: a connection setting, outside any SQLAlchemy transaction.
+    driver = conn.connection.driver_connection
+    driver.execute(f"PRAGMA busy_timeout={SQLITE_NOWAIT_MS}")  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
 
 
 def lock_row(conn: Connection, table: Table, condition: ColumnElement[bool], *, wait: bool) -> None:
@@ -316,14 +342,9 @@ def lock_row(conn: Connection, table: Table, condition: ColumnElement[bool], *, 
     this raises the driver's error at once (`wait=False`) or after waiting; `is_lock_busy` tells.
     """
     if conn.dialect.name == "sqlite":
-        if not wait:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_NOWAIT_MS}")
-        try:
-            first = next(iter(table.primary_key.columns))
+        first = next(iter(table.primary_key.columns))
+        with lock_timeout(conn, wait=wait):
             conn.execute(update(table).where(condition).values({first.name: first}))
-        finally:
-            if not wait:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         return
     conn.execute(
         select(*table.primary_key.columns).where(condition).with_for_update(nowait=not wait)

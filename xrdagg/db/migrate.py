@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
-from contextlib import redirect_stdout
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from xrdagg.config import PROJECT_ROOT, Settings
+from xrdagg.db.engine import make_engine
 
 
 def alembic_config(settings: Settings, connection: Connection | None = None) -> Config:
@@ -33,16 +35,24 @@ def downgrade(settings: Settings, revision: str, connection: Connection | None =
 
 
 def current(settings: Settings) -> str:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        command.current(alembic_config(settings))
-    return out.getvalue().strip() or "(no revision: run `xrdagg db upgrade`)"
+    """The database's revision, e.g. '0001 (head)'."""
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    if revision is None:
+        return "no schema yet: run `xrdagg db upgrade`"
+    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
 
 
-def offline_sql(settings: Settings, revision: str = "head") -> str:
-    """The DDL script `alembic upgrade head --sql` prints for `settings`' dialect."""
+def offline_sql(settings: Settings, revision: str = "head", *, downgrade: bool = False) -> str:
+    """The DDL script `alembic upgrade|downgrade REVISION --sql` prints for the dialect of
+    `settings`, without connecting (for a downgrade, REVISION is 'from:to')."""
     cfg = alembic_config(settings)
     out = io.StringIO()
     cfg.output_buffer = out
-    command.upgrade(cfg, revision, sql=True)
+    (command.downgrade if downgrade else command.upgrade)(cfg, revision, sql=True)
     return out.getvalue()

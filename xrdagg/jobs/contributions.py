@@ -9,7 +9,9 @@ equal to a from-scratch computation (SPEC §6).
 
 from __future__ import annotations
 
-from sqlalchemy import Subquery, case, func, literal, select
+from typing import Any
+
+from sqlalchemy import ColumnElement, Subquery, case, func, literal, select
 
 from xrdagg.db.dialect import MergeInto, as_real, from_epoch, greatest_of, least_of
 from xrdagg.db.tables import (
@@ -55,7 +57,7 @@ def stats_avg(norm: Subquery, source: str) -> MergeInto:
         spread.c.start_s, spread.c.bin_s
     )
 
-    def share(total: object) -> object:
+    def share(total: ColumnElement[Any]) -> ColumnElement[Any]:
         # A zero-length transfer puts all its bytes into its end bin.
         return case((duration == 0, total), else_=as_real(total) * overlap / duration)
 
@@ -145,8 +147,8 @@ def access_pattern(norm: Subquery) -> MergeInto:
     size, read = norm.c.file_size, norm.c.read_b
     known = size > 0
 
-    def bucket(condition: object) -> object:
-        return func.sum(case((known & condition, 1), else_=0))  # type: ignore[operator]
+    def bucket(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return func.sum(case((known & condition, 1), else_=0))
 
     keys = [norm.c.src_site, norm.c.dst_site, norm.c.vo]
     grouped = (

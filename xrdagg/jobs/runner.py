@@ -41,11 +41,12 @@ from sqlalchemy import (
 from xrdagg.config import Settings
 from xrdagg.db.dialect import (
     JOB_ISOLATION,
+    InsertIgnoringDuplicates,
     db_now,
-    insert_ignoring_duplicates,
     is_lock_busy,
     is_serialization_failure,
     lock_row,
+    lock_timeout,
 )
 from xrdagg.db.tables import RAW_TABLES, t_agent, t_dirty_day, t_job_run
 from xrdagg.db.types import UtcDate
@@ -87,6 +88,8 @@ class RunReport:
         if self.outcome == "FAILED":
             return f"{self.job}: FAILED after {self.duration_s:.1f}s: {self.message}"
         window = f"({_fmt(self.window_lo)}, {_fmt(self.window_hi)}]"
+        if self.message:
+            return f"{self.job}: {self.message}, window {window}"
         bad = self.rows_bad_insert + self.rows_bad_clock
         extra = f", {bad} invalid" if bad else ""
         if self.days:
@@ -187,7 +190,15 @@ class JobRunner:
     def run(self, job: JobSpec, *, until: datetime | None = None, wait: bool = False) -> RunReport:
         report = RunReport(job=job.name)
         started = time.monotonic()
-        report.run_id = self._log_start(job)
+        try:
+            report.run_id = self._log_start(job, wait)
+        except exc.DBAPIError as error:
+            if not is_lock_busy(error):
+                raise
+            # SQLite: another process writes (it has one writer at a time); the skip cannot be
+            # logged in the database either, so it is only reported.
+            report.outcome, report.message = "SKIPPED", self._busy_message(job, None)
+            return report
         try:
             for attempt in range(MAX_SNAPSHOT_RETRIES):
                 try:
@@ -259,10 +270,10 @@ class JobRunner:
             select(func.min(t_agent.c.watermark)).where(t_agent.c.job_name.in_(self.upstream))
         ).scalar_one()
 
-    def _log_start(self, job: JobSpec) -> int:
-        with self.engine.begin() as conn:
+    def _log_start(self, job: JobSpec, wait: bool) -> int:
+        with self.engine.connect() as conn, lock_timeout(conn, wait=wait), conn.begin():
             conn.execute(
-                insert_ignoring_duplicates(t_agent, conn.dialect.name),
+                InsertIgnoringDuplicates(t_agent),
                 [{"job_name": job.name, "watermark": None}],
             )
             return conn.execute(

@@ -154,7 +154,7 @@ def generate(
             "write_bytes_at_close": write_bytes,
             "write_bytes": write_bytes,
             "write_operations": np.round(write_bytes / 4e6),
-            "server_username": np.where(rng.random(n) < 0.5, "xrootd", None),
+            "server_username": np.where(rng.random(n) < 0.5, "xrootd", None),  # type: ignore[call-overload]
             "user_dn": np.where(rng.random(n) < 0.97, user_dn, None),
             "user_vo": vo,
             "app_info": None,

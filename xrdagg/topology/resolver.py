@@ -55,6 +55,7 @@ def normalize(host: str | None, domain: str | None) -> tuple[str | None, str | N
     after its first dot.
     """
     h, d = normalize_part(host), normalize_part(domain)
+    fqdn: str | None
     if h and d:
         fqdn = h if h == d or h.endswith("." + d) else f"{h}.{d}"
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Subquery,
     delete,
     exists,
     func,
@@ -17,7 +18,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import db_now, insert_ignoring_duplicates
+from xrdagg.db.dialect import InsertIgnoringDuplicates, db_now
 from xrdagg.db.tables import (
     NULL_KEY,
     RAW_TABLES,
@@ -128,7 +129,7 @@ def read_resolver(conn: Connection) -> Resolver:
     return Resolver(patterns, domains, aliases)
 
 
-def raw_pairs(where: dict[str, ColumnElement[bool]]) -> select:  # type: ignore[valid-type]
+def raw_pairs(where: dict[str, ColumnElement[bool]]) -> Subquery:
     """Distinct (host_key, domain_key) of both sides of the raw rows selected by `where`.
 
     `where` maps a source ('fed', 'eos') to the condition on its raw table.
@@ -179,5 +180,5 @@ def fill_resolution_cache(
                 "resolved_at": now,
             }
         )
-    conn.execute(insert_ignoring_duplicates(t_host_site, conn.dialect.name), values)
+    conn.execute(InsertIgnoringDuplicates(t_host_site), values)
     return len(values)

@@ -1,0 +1,54 @@
+"""The command line: help with an example everywhere, exit codes, output a person can read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from click.testing import CliRunner
+
+from tests.helpers import Harness
+from xrdagg.cli import iter_commands, main
+
+
+@pytest.mark.parametrize(
+    ("name", "command"), iter_commands(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_command_has_help_with_an_example(name: str, command) -> None:
+    args = [*name.split()[1:], "--help"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0
+    assert "Example:" in result.output, f"`{name} --help` has no example"
+
+
+def test_run_prints_one_line_per_job_and_is_idempotent(db: Harness, cli) -> None:
+    from tests.test_spec_cases import fed
+
+    db.insert_raw(
+        "fed",
+        [fed(), fed(end_date=datetime(2024, 3, 1, 1), insert_date=datetime(2024, 3, 1, 1, 1))],
+    )
+    first = cli("run", "--until", "2024-03-02 00:00:00")
+    assert first.exit_code == 0, first.output
+    lines = first.output.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["fed10", "eos10", "daily"]
+    assert "2 rows" in lines[0] and "2024-03-02 00:00:00]" in lines[0]
+    again = cli("run", "fed10", "--until", "2024-03-02 00:00:00")
+    assert "nothing new" in again.output or " 0 rows" in again.output
+
+
+def test_unknown_job_and_bad_until_are_refused(db: Harness, cli) -> None:
+    assert "unknown job(s) nope" in cli("run", "nope").output
+    result = cli("run", "--until", "tomorrow")
+    assert result.exit_code == 2 and "--until" in result.output
+
+
+def test_check_and_status(db: Harness, cli) -> None:
+    from tests.test_spec_cases import fed
+
+    db.insert_raw("fed", [fed(insert_date=None), fed(client_domain="isp.net", client_host="h")])
+    assert cli("run", "--until", "2024-03-02").exit_code == 0
+    check = cli("check")
+    assert "NULL INSERT_DATE" in check.output and "isp.net" in check.output
+    status = cli("status")
+    assert "fed10" in status.output and "OK" in status.output

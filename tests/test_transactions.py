@@ -1,0 +1,101 @@
+"""SPEC §6 steps 3 and 4: stats and watermark move together, and one runner at a time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from tests.helpers import KEYS, Harness
+from tests.test_invariant import check_invariant
+from xrdagg.config import PROJECT_ROOT
+from xrdagg.raw.generate import generate
+
+T0 = datetime(2024, 3, 1)
+UNTIL = "2024-03-03 00:00:00"
+
+
+def _load_sample(db: Harness, rows: int = 2000) -> list[dict]:
+    frame = generate(rows, start=T0, days=1, seed=11)
+    records = []
+    for r in frame.to_dict("records"):
+        record = {
+            k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v)
+            for k, v in r.items()
+        }
+        for k in ("start_date", "end_date", "insert_date"):
+            record[k] = None if record[k] is None else pd.Timestamp(record[k]).to_pydatetime()
+        records.append(record)
+    db.insert_raw("fed", records)
+    return records
+
+
+def _xrdagg(db: Harness, *args: str, sleep: float = 0, kill: bool = False) -> subprocess.Popen:
+    options = ["--sleep", str(sleep)] + (["--kill"] if kill else [])
+    env = {**os.environ, **db.backend.env, "XRDAGG_SAFETY_LAG_SECONDS": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.runner_process", *options, "--", *args],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_aggregation(process: subprocess.Popen) -> None:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.strip() == "aggregated", line + process.stdout.read()
+
+
+def test_a_run_killed_before_commit_leaves_stats_and_watermark_as_they_were(db: Harness) -> None:
+    rows = _load_sample(db)
+    db.run("fed10", T0 + timedelta(hours=6))
+    before = {t: db.table(t) for t in KEYS}
+    watermark = db.watermark("fed10")
+    crashed = _xrdagg(db, "run", "fed10", "--until", UNTIL, kill=True)
+    _wait_for_aggregation(crashed)
+    assert crashed.wait(timeout=60) == -9
+    assert db.watermark("fed10") == watermark
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(db.table(table), frame)
+    # The next run does the work once.
+    db.run("fed10", datetime(2024, 3, 3))
+    db.run("daily")
+    check_invariant(db, [("fed", r) for r in rows])
+
+
+def test_a_second_runner_of_the_same_job_is_refused_and_nothing_is_counted_twice(
+    db: Harness,
+) -> None:
+    rows = _load_sample(db)
+    first = _xrdagg(db, "run", "fed10", "--until", UNTIL, sleep=4)
+    _wait_for_aggregation(first)  # it holds the job's T_AGENT row now
+    second = _xrdagg(db, "run", "fed10", "--until", UNTIL)
+    output, _ = second.communicate(timeout=60)
+    assert second.returncode == 75, output
+    assert "fed10: skipped: job fed10 is" in output
+    if db.dialect != "sqlite":  # SQLite cannot tell who holds its database lock
+        assert "running since" in output and "on host" in output
+    assert first.wait(timeout=60) == 0
+    db.run("daily")
+    check_invariant(db, [("fed", r) for r in rows])
+
+
+def test_a_waiting_runner_proceeds_after_the_holder_without_double_counting(db: Harness) -> None:
+    if db.dialect == "sqlite":
+        pytest.skip("waiting on the lock is a row-lock feature; SQLite serialises writers anyway")
+    rows = _load_sample(db)
+    first = _xrdagg(db, "run", "fed10", "--until", UNTIL, sleep=3)
+    _wait_for_aggregation(first)
+    started = time.monotonic()
+    second = _xrdagg(db, "run", "fed10", "--until", UNTIL, "--wait")
+    output, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, output
+    assert time.monotonic() - started > 1  # it did wait for the holder
+    assert "nothing new" in output  # the holder's window was already done
+    assert first.wait(timeout=60) == 0
+    db.run("daily")
+    check_invariant(db, [("fed", r) for r in rows])
