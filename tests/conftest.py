@@ -74,7 +74,16 @@ def _tier_reasons() -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import os
+
     _UNAVAILABLE.update(_tier_reasons())
+    # CI names the tiers that must run: a skipped tier must not pass as a green run there.
+    required = {t for t in os.environ.get("XRDAGG_REQUIRE_TIERS", "").split(",") if t}
+    missing = {t: r for t, r in _UNAVAILABLE.items() if t in required}
+    if missing:
+        raise pytest.UsageError(
+            "; ".join(f"the {t} tier is required (XRDAGG_REQUIRE_TIERS) but {r}" for t, r in missing.items())
+        )
     for item in items:
         for tier, reason in _UNAVAILABLE.items():
             if item.get_closest_marker(tier):
