@@ -274,3 +274,35 @@ INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_vers
 
 /
 
+-- Running upgrade 0001 -> 0002
+
+CREATE TABLE t_bin_span (
+    span INTEGER NOT NULL, 
+    n INTEGER NOT NULL, 
+    CONSTRAINT pk_t_bin_span PRIMARY KEY (span, n)
+)
+
+/
+
+INSERT INTO t_bin_span (span, n) WITH spans(v) AS 
+(SELECT 0 AS v FROM DUAL UNION ALL SELECT spans.v + 1 AS v 
+FROM spans 
+WHERE spans.v < 1008), 
+offsets(v) AS 
+(SELECT 0 AS v FROM DUAL UNION ALL SELECT offsets.v + 1 AS v 
+FROM offsets 
+WHERE offsets.v < 1008)
+ SELECT spans.v, offsets.v AS v_1 
+FROM spans, offsets 
+WHERE offsets.v <= spans.v
+
+/
+
+DROP TABLE t_bin_offset
+
+/
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001'
+
+/
+

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from xrdagg.config import Settings
 from xrdagg.db import migrate
 from xrdagg.db.engine import make_engine
-from xrdagg.db.tables import metadata, t_bin_offset
+from xrdagg.db.tables import metadata, t_bin_span
 
 
 def docker_available() -> bool:
@@ -46,7 +46,7 @@ class Backend:
         """Empty every table but the migration's reference data."""
         with self.engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
-                if table is not t_bin_offset:
+                if table is not t_bin_span:
                     conn.execute(delete(table))
 
 

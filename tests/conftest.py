@@ -82,7 +82,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing = {t: r for t, r in _UNAVAILABLE.items() if t in required}
     if missing:
         raise pytest.UsageError(
-            "; ".join(f"the {t} tier is required (XRDAGG_REQUIRE_TIERS) but {r}" for t, r in missing.items())
+            "; ".join(
+                f"the {t} tier is required (XRDAGG_REQUIRE_TIERS) but {r}"
+                for t, r in missing.items()
+            )
         )
     for item in items:
         for tier, reason in _UNAVAILABLE.items():

@@ -46,3 +46,7 @@ def iter_commands(
         if isinstance(command, click.Group):
             found += iter_commands(command, full)
     return found
+
+
+if __name__ == "__main__":
+    main()

@@ -421,13 +421,16 @@ t_dirty_day = Table(
     PrimaryKeyConstraint("day", "source"),
 )
 
-# 0..MAX_BIN_OFFSET: bin offsets a transfer of up to seven days spans, joined to spread it over
-# time (a 7-day transfer touches at most 7*144 + 1 bins, so offsets 0..1008).
-t_bin_offset = Table(
-    "t_bin_offset",
+# For every span of k extra bins (0..MAX_BIN_OFFSET), the offsets 0..k: a row spread over time
+# joins it on equality (span = its bin count - 1) and gets exactly one row per bin it touches.
+# An equality join is a hash join everywhere; a range join on a plain offsets table made
+# PostgreSQL filter every offset for every row. A 7-day transfer touches at most 7*144 + 1 bins.
+t_bin_span = Table(
+    "t_bin_span",
     metadata,
+    Column("span", Integer, nullable=False, autoincrement=False),
     Column("n", Integer, nullable=False, autoincrement=False),
-    PrimaryKeyConstraint("n"),
+    PrimaryKeyConstraint("span", "n"),
 )
 BIN_SECONDS = 600
 DAY_SECONDS = 86400

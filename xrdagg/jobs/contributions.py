@@ -17,7 +17,7 @@ from xrdagg.db.dialect import MergeInto, as_real, from_epoch, greatest_of, least
 from xrdagg.db.tables import (
     BIN_SECONDS,
     DAY_SECONDS,
-    t_bin_offset,
+    t_bin_span,
     t_dirty_day,
     t_msg_rate,
     t_stats_access_pattern,
@@ -30,7 +30,7 @@ STATS_AVG_KEYS = ["bin_start", "source", "src_site", "src_domain", "dst_site", "
 
 def stats_avg(norm: Subquery, source: str) -> MergeInto:
     """T_STATS_AVG: each row spread over the bins from its start to its end (SPEC §4)."""
-    offsets = t_bin_offset.alias("bin_offset")
+    offsets = t_bin_span.alias("bin_span")
     bin_s = norm.c.start_bin + offsets.c.n * BIN_SECONDS
     spread = (
         select(
@@ -47,8 +47,7 @@ def stats_avg(norm: Subquery, source: str) -> MergeInto:
             norm.c.vo,
         )
         .select_from(norm)
-        # `n` alone on its side, so that the join is an index range scan of t_bin_offset.
-        .join(offsets, offsets.c.n <= (norm.c.end_bin - norm.c.start_bin) / BIN_SECONDS)
+        .join(offsets, offsets.c.span == (norm.c.end_bin - norm.c.start_bin) / BIN_SECONDS)
         .subquery("spread")
     )
     duration = spread.c.end_s - spread.c.start_s
@@ -223,12 +222,12 @@ def msg_rate(norm: Subquery, source: str) -> MergeInto:
 
 def dirty_days(norm: Subquery, source: str) -> MergeInto:
     """Mark every day the rows touch (start day to end day) for the daily roll-up."""
-    offsets = t_bin_offset.alias("day_offset")
+    offsets = t_bin_span.alias("day_span")
     day_s = norm.c.start_day + offsets.c.n * DAY_SECONDS
     days = (
         select(day_s.label("day_s"))
         .select_from(norm)
-        .join(offsets, offsets.c.n <= (norm.c.end_day - norm.c.start_day) / DAY_SECONDS)
+        .join(offsets, offsets.c.span == (norm.c.end_day - norm.c.start_day) / DAY_SECONDS)
         .distinct()
         .subquery("days")
     )

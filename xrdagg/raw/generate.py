@@ -46,7 +46,7 @@ class Profile:
     null_start: float = 0.01
     start_after_end: float = 0.005
     zero_duration: float = 0.02
-    over_seven_days: float = 0.002
+    over_seven_days: float = 0.0001  # stuck connections: rare, but each spans 1009 bins
     negative_bytes: float = 0.002
     empty_domain: float = 0.01
     empty_vo: float = 0.02
