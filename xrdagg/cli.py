@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from xrdagg.commands import db_cmd, jobs_cmd, raw_cmd, topology_cmd
+from xrdagg.commands import db_cmd, jobs_cmd, raw_cmd, recompute_cmd, topology_cmd
 
 
 @click.group()
@@ -33,6 +33,7 @@ main.add_command(topology_cmd.topology)
 main.add_command(raw_cmd.raw)
 for command in jobs_cmd.COMMANDS:
     main.add_command(command)
+main.add_command(recompute_cmd.recompute)
 
 
 def iter_commands(

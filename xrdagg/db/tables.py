@@ -382,6 +382,10 @@ t_agent = Table(
     Column("watermark", UtcDate()),
     Column("last_run_id", Count()),
     Column("updated_at", UtcDate()),
+    # Set while a recompute rebuilds this job's statistics: its runs skip, so that the
+    # watermark the recompute reads stays put (xrdagg.jobs.recompute).
+    Column("paused_by", Text(256)),
+    Column("paused_since", UtcDate()),
     PrimaryKeyConstraint("job_name"),
 )
 
@@ -407,6 +411,35 @@ t_job_run = Table(
     Column("message", Text(2000)),
     PrimaryKeyConstraint("run_id"),
     Index("ix_job_run_job", "job_name", "run_id"),
+)
+
+# Recompute ledger: one row per `xrdagg recompute`, one per chunk, so that --resume continues.
+t_recompute = Table(
+    "t_recompute",
+    metadata,
+    Column("recompute_id", Count().with_variant(Integer, "sqlite"), Identity(), nullable=False),
+    Column("created_at", UtcDate(), nullable=False),
+    Column("host_name", Text(256), nullable=False),
+    Column("day_from", UtcDate(), nullable=False),
+    Column("day_to", UtcDate(), nullable=False),
+    Column("jobs", Text(1000), nullable=False),
+    Column("state", Text(16), nullable=False),  # RUNNING, DONE, INTERRUPTED
+    Column("finished_at", UtcDate()),
+    PrimaryKeyConstraint("recompute_id"),
+)
+
+t_recompute_chunk = Table(
+    "t_recompute_chunk",
+    metadata,
+    Column("recompute_id", Count(), nullable=False),
+    _key("job_name", 64),
+    Column("chunk_start", UtcDate(), nullable=False),
+    Column("chunk_end", UtcDate(), nullable=False),
+    Column("state", Text(16), nullable=False),  # PENDING, DONE
+    Column("rows_read", Count()),
+    Column("duration_s", Number()),
+    Column("finished_at", UtcDate()),
+    PrimaryKeyConstraint("recompute_id", "job_name", "chunk_start"),
 )
 
 # Days whose 10-minute rows changed since the daily job last rolled them up. `mark` grows with

@@ -28,11 +28,19 @@ from xrdagg.db.tables import (
 STATS_AVG_KEYS = ["bin_start", "source", "src_site", "src_domain", "dst_site", "dst_domain", "vo"]
 
 
-def stats_avg(norm: Subquery, source: str) -> MergeInto:
-    """T_STATS_AVG: each row spread over the bins from its start to its end (SPEC §4)."""
+def stats_avg(
+    norm: Subquery,
+    source: str,
+    bins: tuple[ColumnElement[int], ColumnElement[int]] | None = None,
+) -> MergeInto:
+    """T_STATS_AVG: each row spread over the bins from its start to its end (SPEC §4).
+
+    `bins` = (lo, hi) epoch seconds keeps only the bins in [lo, hi): a recompute chunk rebuilds
+    its own bins from every row that overlaps them, and no others.
+    """
     offsets = t_bin_span.alias("bin_span")
     bin_s = norm.c.start_bin + offsets.c.n * BIN_SECONDS
-    spread = (
+    spread_rows = (
         select(
             bin_s.label("bin_s"),
             norm.c.start_s,
@@ -48,8 +56,10 @@ def stats_avg(norm: Subquery, source: str) -> MergeInto:
         )
         .select_from(norm)
         .join(offsets, offsets.c.span == (norm.c.end_bin - norm.c.start_bin) / BIN_SECONDS)
-        .subquery("spread")
     )
+    if bins is not None:
+        spread_rows = spread_rows.where(bin_s >= bins[0], bin_s < bins[1])
+    spread = spread_rows.subquery("spread")
     duration = spread.c.end_s - spread.c.start_s
     # |[start, end) ∩ [bin, bin + 600)|: zero in the end bin of a row ending on a bin boundary.
     overlap = least_of(spread.c.end_s, spread.c.bin_s + BIN_SECONDS) - greatest_of(

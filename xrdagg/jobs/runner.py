@@ -236,9 +236,17 @@ class JobRunner:
                 conn = conn.execution_options(isolation_level=isolation)
             with conn.begin():
                 lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=wait)
-                watermark = conn.execute(
-                    select(t_agent.c.watermark).where(t_agent.c.job_name == job.name)
-                ).scalar_one()
+                agent = conn.execute(
+                    select(t_agent.c.watermark, t_agent.c.paused_by, t_agent.c.paused_since).where(
+                        t_agent.c.job_name == job.name
+                    )
+                ).one()
+                if agent.paused_by is not None:
+                    raise JobBusyError(
+                        f"job {job.name} is paused by {agent.paused_by} "
+                        f"since {_fmt(agent.paused_since)} UTC"
+                    )
+                watermark = agent.watermark
                 now = conn.execute(select(db_now())).scalar_one()
                 if job.source is None:
                     report.window_lo = watermark

@@ -1,0 +1,386 @@
+"""`xrdagg recompute`: rebuild the statistics of a range of days from raw, in chunks.
+
+Each chunk is one transaction over a bin range [c0, c1) of one 10-minute job: delete the job's
+rows of those bins, insert them again from the raw rows with INSERT_DATE <= the job's watermark,
+record the chunk as done in the ledger. Every chunk leaves the SPEC §6 invariant true, so a
+recompute can stop between any two chunks; `--resume` does the rest.
+
+While it runs, the jobs it rebuilds are *paused* (their runs skip): their watermarks stay where
+the recompute read them, and no run merges into a bin a chunk is rebuilding. Chunks of one
+recompute never share bins, so they run in parallel on several connections (--workers).
+The daily tables of the touched days are rolled up by the daily job at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Executable,
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from xrdagg.db.dialect import MergeInto, db_now, lock_row
+from xrdagg.db.tables import (
+    BIN_SECONDS,
+    MAX_TRANSFER_SECONDS,
+    RAW_TABLES,
+    t_agent,
+    t_dirty_day,
+    t_msg_rate,
+    t_recompute,
+    t_recompute_chunk,
+    t_stats_access_pattern,
+    t_stats_avg,
+    t_user_activity,
+)
+from xrdagg.db.types import UtcDate
+from xrdagg.errors import XrdaggError
+from xrdagg.jobs import contributions
+from xrdagg.jobs.normalize import normalized_rows
+from xrdagg.jobs.specs import JobSpec
+from xrdagg.topology.store import fill_resolution_cache, read_resolver
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHUNK_ROWS = 1_000_000
+C0 = bindparam("chunk_lo", type_=UtcDate())
+C1 = bindparam("chunk_hi", type_=UtcDate())
+C1_REACH = bindparam("chunk_reach", type_=UtcDate())  # c1 + 7 days: the last end a row can have
+WATERMARK = bindparam("watermark", type_=UtcDate())
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job: str
+    source: str
+    start: datetime
+    end: datetime
+    raw_rows: int  # raw rows ending in [start, end): the size that chose the chunk
+
+    @property
+    def days(self) -> list[datetime]:
+        first = self.start.replace(hour=0, minute=0, second=0)
+        count = math.ceil((self.end - first) / timedelta(days=1))
+        return [first + timedelta(days=i) for i in range(count)]
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    rows_read: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ChunkStatements:
+    deletes: tuple[Executable, ...]
+    merges: tuple[Executable, ...]
+    fill_condition: ColumnElement[bool]
+    count_rows: Executable
+
+
+@cache
+def chunk_statements(source: str) -> ChunkStatements:
+    """The statements rebuilding bins [chunk_lo, chunk_hi) of `source`, rows <= watermark."""
+    raw = RAW_TABLES[source]
+    known = raw.c.insert_date <= WATERMARK
+    lo_s = bindparam("chunk_lo_s", type_=Integer())
+    hi_s = bindparam("chunk_hi_s", type_=Integer())
+    # Spread rows overlap the chunk: they end at or after c0, and start before c1. A row starts
+    # at most 7 days before its end, so END_DATE bounds the read on its index.
+    spread_condition = and_(
+        known,
+        raw.c.end_date >= C0,
+        raw.c.end_date < C1_REACH,
+        or_(raw.c.end_date < C1, raw.c.start_date < C1),
+    )
+    ending = and_(known, raw.c.end_date >= C0, raw.c.end_date < C1)
+    arriving = and_(known, raw.c.insert_date >= C0, raw.c.insert_date < C1)
+    label = source.upper()
+    deletes: list[Executable] = [
+        delete(table).where(
+            table.c.source == label, table.c.bin_start >= C0, table.c.bin_start < C1
+        )
+        for table in (t_stats_avg, t_msg_rate)
+    ]
+    merges: list[Executable] = [
+        contributions.stats_avg(normalized_rows(source, spread_condition), source, (lo_s, hi_s)),
+        contributions.msg_rate(normalized_rows(source, arriving), source),
+    ]
+    if source == "fed":
+        for table in (t_user_activity, t_stats_access_pattern):
+            deletes.append(delete(table).where(table.c.bin_start >= C0, table.c.bin_start < C1))
+        ending_rows = normalized_rows(source, ending)
+        merges += [
+            contributions.user_activity(ending_rows),
+            contributions.access_pattern(ending_rows),
+        ]
+    return ChunkStatements(
+        deletes=tuple(deletes),
+        merges=tuple(merges),
+        fill_condition=or_(spread_condition, arriving),
+        count_rows=select(func.count()).select_from(raw).where(ending),
+    )
+
+
+def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
+    """Rebuild the bins of `chunk` in the caller's transaction; returns raw rows it ended."""
+    statements = chunk_statements(chunk.source)
+    params = {
+        "chunk_lo": chunk.start,
+        "chunk_hi": chunk.end,
+        "chunk_reach": chunk.end + timedelta(seconds=MAX_TRANSFER_SECONDS),
+        "chunk_lo_s": _epoch(chunk.start),
+        "chunk_hi_s": _epoch(chunk.end),
+        "watermark": watermark,
+    }
+    # The cache fill runs the condition as its own query: bind the chunk's values into it.
+    condition = statements.fill_condition.params(params)
+    fill_resolution_cache(conn, read_resolver(conn), {chunk.source: condition})
+    for statement in statements.deletes:
+        conn.execute(statement, params)
+    for statement in statements.merges:
+        conn.execute(statement, params)
+    for day in chunk.days:
+        mark = select(
+            literal(day, UtcDate()).label("day"),
+            literal(chunk.source.upper()).label("source"),
+            literal(1).label("mark"),
+        )
+        conn.execute(MergeInto(t_dirty_day, mark, keys=["day", "source"], add=["mark"]))
+    return int(conn.execute(statements.count_rows, params).scalar_one())
+
+
+def _epoch(value: datetime) -> int:
+    return int((value - datetime(1970, 1, 1)).total_seconds())
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def plan_chunks(
+    conn: Connection,
+    jobs: Sequence[JobSpec],
+    day_from: datetime,
+    day_to: datetime,
+    max_rows: int = DEFAULT_MAX_CHUNK_ROWS,
+) -> list[Chunk]:
+    """A chunk per job and day in [day_from, day_to]; a day with more than `max_rows` raw rows
+    ending in it is split into equal runs of whole 10-minute bins."""
+    chunks: list[Chunk] = []
+    for job in jobs:
+        if job.source is None:
+            continue
+        raw = RAW_TABLES[job.source]
+        day = day_from
+        while day <= day_to:
+            nxt = day + timedelta(days=1)
+            rows = conn.execute(
+                select(func.count())
+                .select_from(raw)
+                .where(raw.c.end_date >= day, raw.c.end_date < nxt)
+            ).scalar_one()
+            parts = max(1, math.ceil(rows / max_rows))
+            bins_per_part = math.ceil(144 / parts)
+            start = day
+            while start < nxt:
+                end = min(start + timedelta(seconds=bins_per_part * BIN_SECONDS), nxt)
+                chunks.append(Chunk(job.name, job.source, start, end, rows // parts))
+                start = end
+            day = nxt
+    return chunks
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+ProgressCallback = Callable[[ChunkResult, int, int], None]
+
+
+class Recompute:
+    """One `xrdagg recompute`, new or resumed, recorded in the ledger."""
+
+    def __init__(self, engine: Engine, jobs: Sequence[JobSpec]) -> None:
+        self.engine = engine
+        self.jobs = [j for j in jobs if j.source is not None]
+        self.host = socket.gethostname()
+
+    def start(self, day_from: datetime, day_to: datetime, max_rows: int) -> tuple[int, list[Chunk]]:
+        """Pause the jobs, plan the chunks and record them; returns (recompute id, chunks)."""
+        with self.engine.begin() as conn:
+            recompute_id = conn.execute(
+                insert(t_recompute)
+                .values(
+                    created_at=db_now(),
+                    host_name=self.host[:256],
+                    day_from=day_from,
+                    day_to=day_to,
+                    jobs=",".join(j.name for j in self.jobs),
+                    state="RUNNING",
+                )
+                .returning(t_recompute.c.recompute_id)
+            ).scalar_one()
+            chunks = plan_chunks(conn, self.jobs, day_from, day_to, max_rows)
+            if chunks:
+                conn.execute(
+                    insert(t_recompute_chunk),
+                    [
+                        {
+                            "recompute_id": recompute_id,
+                            "job_name": c.job,
+                            "chunk_start": c.start,
+                            "chunk_end": c.end,
+                            "state": "PENDING",
+                            "rows_read": c.raw_rows,
+                        }
+                        for c in chunks
+                    ],
+                )
+        self._pause(recompute_id)
+        return recompute_id, chunks
+
+    def resume(self) -> tuple[int, list[Chunk]]:
+        """The newest unfinished recompute and its chunks still to do."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t_recompute)
+                .where(t_recompute.c.state != "DONE")
+                .order_by(t_recompute.c.recompute_id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                raise XrdaggError("no unfinished recompute to resume")
+            names = row.jobs.split(",")
+            self.jobs = [j for j in self.jobs if j.name in names]
+            sources = {j.name: j.source for j in self.jobs}
+            pending = conn.execute(
+                select(t_recompute_chunk)
+                .where(
+                    t_recompute_chunk.c.recompute_id == row.recompute_id,
+                    t_recompute_chunk.c.state == "PENDING",
+                )
+                .order_by(t_recompute_chunk.c.chunk_start, t_recompute_chunk.c.job_name)
+            ).all()
+        chunks = [
+            Chunk(
+                c.job_name, str(sources[c.job_name]), c.chunk_start, c.chunk_end, c.rows_read or 0
+            )
+            for c in pending
+        ]
+        self._pause(row.recompute_id)
+        return row.recompute_id, chunks
+
+    def _pause(self, recompute_id: int) -> None:
+        """Pause every job of the recompute: wait for a run in flight, then mark the job."""
+        for job in self.jobs:
+            with self.engine.begin() as conn:
+                lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=True)
+                conn.execute(
+                    update(t_agent)
+                    .where(t_agent.c.job_name == job.name)
+                    .values(
+                        paused_by=f"recompute {recompute_id} on {self.host}"[:256],
+                        paused_since=db_now(),
+                    )
+                )
+
+    def watermarks(self) -> dict[str, datetime | None]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t_agent.c.job_name, t_agent.c.watermark)).all()
+        return {r.job_name: r.watermark for r in rows}
+
+    def run(
+        self,
+        recompute_id: int,
+        chunks: Sequence[Chunk],
+        *,
+        workers: int = 1,
+        progress: ProgressCallback | None = None,
+    ) -> list[ChunkResult]:
+        """Rebuild every chunk; then finish the recompute (unpause the jobs)."""
+        watermarks = self.watermarks()
+        results: list[ChunkResult] = []
+
+        def one(chunk: Chunk) -> ChunkResult:
+            started = time.monotonic()
+            watermark = watermarks.get(chunk.job)
+            with self.engine.begin() as conn:
+                rows = 0 if watermark is None else rebuild_chunk(conn, chunk, watermark)
+                if watermark is None:  # the job never ran: its statistics are empty anyway
+                    for statement in chunk_statements(chunk.source).deletes:
+                        conn.execute(statement, {"chunk_lo": chunk.start, "chunk_hi": chunk.end})
+                duration = time.monotonic() - started
+                conn.execute(
+                    update(t_recompute_chunk)
+                    .where(
+                        t_recompute_chunk.c.recompute_id == recompute_id,
+                        t_recompute_chunk.c.job_name == chunk.job,
+                        t_recompute_chunk.c.chunk_start == chunk.start,
+                    )
+                    .values(
+                        state="DONE",
+                        rows_read=rows,
+                        duration_s=round(duration, 3),
+                        finished_at=db_now(),
+                    )
+                )
+            return ChunkResult(chunk, rows, duration)
+
+        if workers <= 1:
+            for chunk in chunks:
+                results.append(one(chunk))
+                if progress:
+                    progress(results[-1], len(results), len(chunks))
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recompute") as pool:
+                futures = [pool.submit(one, c) for c in chunks]
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    if progress:
+                        progress(results[-1], len(results), len(chunks))
+        self.finish(recompute_id)
+        return results
+
+    def finish(self, recompute_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t_recompute)
+                .where(t_recompute.c.recompute_id == recompute_id)
+                .values(state="DONE", finished_at=db_now())
+            )
+            conn.execute(
+                update(t_agent)
+                .where(t_agent.c.paused_by.like(f"recompute {recompute_id} on %"))
+                .values(paused_by=None, paused_since=None)
+            )
+
+    def interrupted(self, recompute_id: int) -> None:
+        """Ctrl-C or an error: the done chunks stay (each kept the invariant); the jobs stay
+        paused until `--resume` finishes the rest."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t_recompute)
+                .where(t_recompute.c.recompute_id == recompute_id)
+                .values(state="INTERRUPTED")
+            )
