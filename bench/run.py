@@ -6,7 +6,8 @@
 For each backend, in a fresh database: N realistic FED rows (xrdagg.raw.generate), then
 - floor:    the bare `GROUP BY` 10-minute bin of the same rows (count, sum of bytes), fetched;
 - catch-up: `xrdagg run fed10` over all N rows (a separate process: its peak memory is measured);
-- batch:    ~20k new rows arriving after the watermark, then `xrdagg run fed10` again.
+- batch:    ~20k new rows arriving after the watermark, then `xrdagg run fed10` again;
+- recompute: `xrdagg recompute` of fed10 over every day of data (1 worker; 1 and 2 on PostgreSQL).
 Rows/s and engine ÷ floor are printed. Targets (issue 3): catch-up ≤ 2.5× floor, a 20k batch < 2 s,
 peak memory flat in N. Timings are the job's own (run log), without process start-up.
 """
@@ -32,6 +33,8 @@ from xrdagg.db import migrate
 from xrdagg.db.dialect import epoch_seconds, floor_to
 from xrdagg.db.engine import make_engine
 from xrdagg.db.tables import RAW_COLUMNS, t_job_run, t_raw_fed
+from xrdagg.jobs.recompute import DEFAULT_MAX_CHUNK_ROWS, Recompute
+from xrdagg.jobs.specs import load_job_specs
 from xrdagg.raw.generate import generate
 from xrdagg.topology.files import read_topology_dir
 from xrdagg.topology.store import load_topology
@@ -107,6 +110,19 @@ def run_job(settings: Settings, env: dict[str, str], until: datetime) -> tuple[f
     return float(last.duration_s), int(last.rows_read), max(peak, before) / 1024
 
 
+def time_recompute(settings: Settings, first: datetime, last: datetime, workers: int) -> float:
+    """Seconds for `xrdagg recompute` of fed10 over [first, last], with `workers` connections."""
+    engine = make_engine(settings, pool_size=max(5, workers))
+    specs = [s for s in load_job_specs(PROJECT_ROOT / "jobs") if s.name == "fed10"]
+    started = time.perf_counter()
+    job = Recompute(engine, specs)
+    recompute_id, chunks = job.start(first, last, DEFAULT_MAX_CHUNK_ROWS)
+    job.run(recompute_id, chunks, workers=workers)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed
+
+
 def bench_backend(name: str, rows: int, batch: int, pg_url: str) -> dict[str, object]:
     cleanup = []
     if name == "sqlite":
@@ -131,6 +147,7 @@ def bench_backend(name: str, rows: int, batch: int, pg_url: str) -> dict[str, ob
         )
         env = {"XRDAGG_DATABASE_URL": url.render_as_string(hide_password=False)}
     settings = Settings.from_env(env)
+    workers = [1] if name == "sqlite" else [1, 2]
     migrate.upgrade(settings)
     engine = make_engine(settings)
     with engine.begin() as conn:
@@ -157,12 +174,17 @@ def bench_backend(name: str, rows: int, batch: int, pg_url: str) -> dict[str, ob
     )
     bulk_insert(settings, extra)
     batch_s, batch_rows, _ = run_job(settings, env, end_of_data + timedelta(hours=1))
+    recompute = {
+        w: time_recompute(settings, START, START + timedelta(days=days), w) for w in workers
+    }
     for step in cleanup:
         step()
     return {
         "backend": name, "rows": rows, "floor_s": round(floor, 2), "catch_up_s": round(catch_up, 2),
         "rows_per_s": int(read / catch_up), "ratio": round(catch_up / floor, 2),
         "batch_rows": batch_rows, "batch_s": round(batch_s, 2), "peak_rss_mb": round(peak),
+        **{f"recompute_w{w}_s": round(t, 2) for w, t in recompute.items()},
+        **{f"recompute_w{w}_ratio": round(t / floor, 2) for w, t in recompute.items()},
     }  # fmt: skip
 
 
