@@ -348,3 +348,17 @@ UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num 
 
 /
 
+-- Running upgrade 0003 -> 0004
+
+CREATE TABLE t_topology_delta (
+    domain_name VARCHAR2(255) NOT NULL, 
+    site VARCHAR2(256) NOT NULL, 
+    CONSTRAINT pk_t_topology_delta PRIMARY KEY (domain_name, site)
+)
+
+/
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003'
+
+/
+

@@ -25,7 +25,13 @@ from xrdagg.commands.common import (
 )
 from xrdagg.commands.jobs_cmd import select_jobs
 from xrdagg.errors import ConfigError, XrdaggError
-from xrdagg.jobs.recompute import DEFAULT_MAX_CHUNK_ROWS, ChunkResult, Recompute, plan_chunks
+from xrdagg.jobs.recompute import (
+    DEFAULT_MAX_CHUNK_ROWS,
+    Chunk,
+    ChunkResult,
+    Recompute,
+    plan_chunks,
+)
 from xrdagg.jobs.runner import JobRunner
 from xrdagg.jobs.specs import load_job_specs
 
@@ -136,8 +142,8 @@ def recompute(
 
 
 def _run_with_progress(
-    job: Recompute, recompute_id: int, chunks: list, workers: int
-) -> list[ChunkResult]:  # type: ignore[type-arg]
+    job: Recompute, recompute_id: int, chunks: list[Chunk], workers: int
+) -> list[ChunkResult]:
     total_rows = max(1, sum(c.raw_rows for c in chunks))
     started = time.monotonic()
     if not sys.stderr.isatty():

@@ -112,3 +112,53 @@ def unresolved_cmd(ctx: Context, days: float, limit: int) -> None:
         console.print("every host of the period resolves to a site")
         return
     console.print(frame.to_string(index=False))
+
+
+@topology.command()
+@click.option(
+    "--dir",
+    "directory",
+    callback=existing_dir,
+    help="Topology directory (default: the configured one).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Show the changes and their cost, then roll everything back."
+)
+@pass_context
+@operator_errors
+def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
+    """Load a new topology and recompute only the statistics it changes.
+
+    Every cached host is resolved again; the statistics of the (domain, site) keys that hosts
+    leave or join are rebuilt from the raw rows that feed them, over all time, in one
+    transaction (the 10-minute jobs are paused meanwhile). The daily tables of the days involved
+    are rolled up afterwards.
+
+    Example: xrdagg topology apply --dir /etc/xrdagg/topology --dry-run
+    """
+    from xrdagg.commands.jobs_cmd import run_jobs
+    from xrdagg.jobs.specs import load_job_specs
+    from xrdagg.topology.apply import apply_topology
+
+    directory = directory or ctx.settings.topology_dir
+    data = read_topology_dir(directory)
+    specs = load_job_specs(ctx.settings.jobs_dir)
+    report = apply_topology(ctx.engine, data, directory, specs, dry_run=dry_run)
+    verb = "would change" if dry_run else "changed"
+    console.print(f"{len(report.changes)} cached host(s) {verb} site:")
+    for c in sorted(report.changes, key=lambda c: -c.raw_rows)[:100]:
+        host = "-" if c.host_key == "~" else c.host_key
+        console.print(f"  {host} ({c.domain}): {c.old_site} -> {c.new_site}, {c.raw_rows} raw rows")
+    for alias, (old, new) in sorted(report.alias_changes.items()):
+        kept = "(kept as written)"
+        console.print(f"  SERVER_SITE alias {alias}: {old or kept} -> {new or kept}")
+    share = report.raw_rows_read / report.raw_rows_total if report.raw_rows_total else 0.0
+    console.print(
+        f"statistics rows rebuilt: {report.stats_rows_deleted} deleted, "
+        f"{report.stats_rows_written} written over {len(report.days)} day(s); raw rows read {report.raw_rows_read} of "
+        f"{report.raw_rows_total} ({share:.1%})"
+    )
+    if dry_run:
+        console.print("dry run: nothing changed")
+        return
+    run_jobs(ctx, [s for s in specs if s.kind == "daily"], None, True)

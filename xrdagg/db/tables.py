@@ -373,6 +373,18 @@ t_host_site = Table(
 )
 NULL_KEY = "~"  # stands for a NULL raw host/domain in t_host_site keys (no host is spelled '~')
 
+# Work table of `xrdagg topology apply` (filled and emptied in its transaction): the (domain,
+# site) pairs a topology change makes hosts leave or join. ANY_DOMAIN stands for every domain
+# (a site named through the SERVER_SITE alias map).
+t_topology_delta = Table(
+    "t_topology_delta",
+    metadata,
+    _key("domain_name", DOMAIN_LEN),
+    _key("site", SITE_LEN),
+    PrimaryKeyConstraint("domain_name", "site"),
+)
+ANY_DOMAIN = "*"
+
 # --- jobs -----------------------------------------------------------------------------------------
 
 t_agent = Table(

@@ -212,6 +212,29 @@ def plan_chunks(
     return chunks
 
 
+# --- pausing the incremental jobs -------------------------------------------------------------
+
+
+def pause_jobs(engine: Engine, jobs: Sequence[JobSpec], by: str) -> None:
+    """Mark each job paused `by` someone, after waiting for a run in flight to finish."""
+    for job in jobs:
+        with engine.begin() as conn:
+            lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=True)
+            conn.execute(
+                update(t_agent)
+                .where(t_agent.c.job_name == job.name)
+                .values(paused_by=by[:256], paused_since=db_now())
+            )
+
+
+def resume_jobs(conn: Connection, by: str) -> None:
+    conn.execute(
+        update(t_agent)
+        .where(t_agent.c.paused_by == by[:256])
+        .values(paused_by=None, paused_since=None)
+    )
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -292,18 +315,7 @@ class Recompute:
         return row.recompute_id, chunks
 
     def _pause(self, recompute_id: int) -> None:
-        """Pause every job of the recompute: wait for a run in flight, then mark the job."""
-        for job in self.jobs:
-            with self.engine.begin() as conn:
-                lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=True)
-                conn.execute(
-                    update(t_agent)
-                    .where(t_agent.c.job_name == job.name)
-                    .values(
-                        paused_by=f"recompute {recompute_id} on {self.host}"[:256],
-                        paused_since=db_now(),
-                    )
-                )
+        pause_jobs(self.engine, self.jobs, f"recompute {recompute_id} on {self.host}")
 
     def watermarks(self) -> dict[str, datetime | None]:
         with self.engine.connect() as conn:
@@ -369,11 +381,7 @@ class Recompute:
                 .where(t_recompute.c.recompute_id == recompute_id)
                 .values(state="DONE", finished_at=db_now())
             )
-            conn.execute(
-                update(t_agent)
-                .where(t_agent.c.paused_by.like(f"recompute {recompute_id} on %"))
-                .values(paused_by=None, paused_since=None)
-            )
+            resume_jobs(conn, f"recompute {recompute_id} on {self.host}")
 
     def interrupted(self, recompute_id: int) -> None:
         """Ctrl-C or an error: the done chunks stay (each kept the invariant); the jobs stay

@@ -1,0 +1,107 @@
+"""`xrdagg topology apply`: the same tables as a full recompute under the new topology."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import TEST_TOPOLOGY
+from tests.helpers import KEYS, Harness, raw_row
+from tests.reference import RefTopology, assert_same, compute
+from xrdagg.db.tables import RAW_COLUMNS
+
+T0 = datetime(2024, 3, 1)
+SIDES = [("eos01", "cern.ch"), ("wn1", "bnl.gov"), ("wn2", "bnl.gov"), ("x.pp.rl.ac.uk", None),
+         ("cmsstor3", "fnal.gov"), ("node", "unl.edu"), ("special-host", "fnal.gov")]  # fmt: skip
+
+
+def _rows(n: int) -> list[tuple[str, dict]]:
+    rows = []
+    for i in range(n):
+        end = T0 + timedelta(minutes=7 * i)
+        server, client = SIDES[i % len(SIDES)], SIDES[(i * 3 + 1) % len(SIDES)]
+        rows.append(
+            ("fed" if i % 4 else "eos",
+             raw_row(start_date=end - timedelta(minutes=i % 50), end_date=end, insert_date=end + timedelta(seconds=30),
+                     server_host=server[0], server_domain=server[1], client_host=client[0], client_domain=client[1],
+                     server_site=["T2_CH_CERN", None, None, "T1_FR_CCIN2P3"][i % 4], user_vo="cms", user_dn=f"/CN={i % 5}",
+                     read_bytes_at_close=1000 + i, file_size=2000, read_min=i, read_max=10 * i))
+        )  # fmt: skip
+    return rows
+
+
+def _new_topology(tmp_path: Path) -> Path:
+    new = tmp_path / "new-topology"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = json.loads((new / "site_topology.json").read_text())
+    domains = [d for d in domains if d["from_value"] != "bnl.gov"]
+    domains += [
+        {"from_value": "bnl.gov", "to_value": "BNL-NEW"},
+        {"from_value": "fnal.gov", "to_value": "FNAL"},
+    ]
+    (new / "site_topology.json").write_text(json.dumps(domains))
+    vo_sites = json.loads((new / "vo_sites.json").read_text())
+    vo_sites = [
+        v for v in vo_sites if v["vo_site"] != "T2_CH_CERN"
+    ]  # T2_CH_CERN now kept as written
+    (new / "vo_sites.json").write_text(json.dumps(vo_sites))
+    return new
+
+
+def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
+    db: Harness, tmp_path: Path, cli
+) -> None:
+    rows = _rows(600)
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run("fed10", T0 + timedelta(days=2))
+    db.run("eos10", T0 + timedelta(days=2))
+    db.run("daily")
+    stats_before = len(db.table("t_stats_avg"))
+    new = _new_topology(tmp_path)
+
+    dry = cli("topology", "apply", "--dir", str(new), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert (
+        "wn1 (bnl.gov): BNL-ATLAS -> BNL-NEW" in dry.output
+        and "dry run: nothing changed" in dry.output
+    )
+    assert "SERVER_SITE alias T2_CH_CERN: CERN-PROD -> (kept as written)" in dry.output
+    assert len(db.table("t_stats_avg")) == stats_before and "BNL-NEW" not in set(
+        db.table("t_stats_avg").dst_site
+    )
+
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 0, result.output
+    assert "cmsstor3 (fnal.gov): unknown -> FNAL" in result.output
+    assert (
+        "special-host (fnal.gov)" not in result.output
+    )  # an FQDN entry still wins over the domain
+    frames = {
+        s: pd.DataFrame([r for src, r in rows if src == s], columns=list(RAW_COLUMNS))
+        for s in ("fed", "eos")
+    }
+    expected = compute(
+        frames["fed"],
+        frames["eos"],
+        RefTopology.from_dir(new),
+        db.watermark("fed10"),
+        db.watermark("eos10"),
+    )
+    for table, frame in expected.items():
+        assert_same(db.table(table), frame, KEYS[table], table)
+    # Only the statistics of the changed keys were rebuilt.
+    rebuilt = int(result.output.split("statistics rows rebuilt: ")[1].split(" deleted")[0])
+    assert (
+        0
+        < rebuilt
+        < stats_before + len(db.table("t_user_activity")) + len(db.table("t_stats_access_pattern"))
+    )
+    # The jobs run again afterwards, and a second apply of the same topology changes nothing.
+    assert db.runner.run(db.jobs["fed10"], until=T0 + timedelta(days=3)).outcome == "OK"
+    again = cli("topology", "apply", "--dir", str(new))
+    assert "0 cached host(s) changed site" in again.output
