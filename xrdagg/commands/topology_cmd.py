@@ -155,8 +155,8 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
     share = report.raw_rows_read / report.raw_rows_total if report.raw_rows_total else 0.0
     console.print(
         f"statistics rows rebuilt: {report.stats_rows_deleted} deleted, "
-        f"{report.stats_rows_written} written over {len(report.days)} day(s); raw rows read {report.raw_rows_read} of "
-        f"{report.raw_rows_total} ({share:.1%})"
+        f"{report.stats_rows_written} written over {len(report.days)} day(s); "
+        f"raw rows read {report.raw_rows_read} of {report.raw_rows_total} ({share:.1%})"
     )
     if dry_run:
         console.print("dry run: nothing changed")
