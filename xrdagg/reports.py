@@ -134,19 +134,41 @@ def unresolved_share(conn: Connection) -> float:
 
 
 def job_status(conn: Connection) -> pd.DataFrame:
-    """Per job: watermark, lag behind database now, and its last run."""
+    """Per job: watermark, lag behind database now (minutes), pause, its last run and last error."""
     now = conn.execute(select(db_now())).scalar_one()
-    last = t_job_run.alias("last_run")
-    statement = select(
-        t_agent.c.job_name,
-        t_agent.c.watermark,
-        last.c.started_at,
-        last.c.outcome,
-        last.c.rows_read,
-        last.c.duration_s,
-        last.c.message,
-    ).select_from(t_agent.outerjoin(last, last.c.run_id == t_agent.c.last_run_id))
-    frame = pd.read_sql(statement.order_by(t_agent.c.job_name), conn)
+    runs = t_job_run
+    last_id = select(runs.c.job_name, func.max(runs.c.run_id).label("run_id")).group_by(
+        runs.c.job_name
+    )
+    error_id = (
+        select(runs.c.job_name, func.max(runs.c.run_id).label("run_id"))
+        .where(runs.c.outcome == "FAILED")
+        .group_by(runs.c.job_name)
+    )
+    last_ids, error_ids = last_id.subquery("last_id"), error_id.subquery("error_id")
+    last, error = runs.alias("last_run"), runs.alias("last_error")
+    statement = (
+        select(
+            t_agent.c.job_name,
+            t_agent.c.watermark,
+            t_agent.c.paused_by,
+            last.c.started_at.label("last_run_at"),
+            last.c.outcome.label("last_outcome"),
+            last.c.rows_read.label("last_rows"),
+            last.c.duration_s.label("last_duration_s"),
+            last.c.host_name.label("last_host"),
+            error.c.started_at.label("last_error_at"),
+            error.c.message.label("last_error"),
+        )
+        .select_from(
+            t_agent.outerjoin(last_ids, last_ids.c.job_name == t_agent.c.job_name)
+            .outerjoin(last, last.c.run_id == last_ids.c.run_id)
+            .outerjoin(error_ids, error_ids.c.job_name == t_agent.c.job_name)
+            .outerjoin(error, error.c.run_id == error_ids.c.run_id)
+        )
+        .order_by(t_agent.c.job_name)
+    )
+    frame = pd.read_sql(statement, conn)
     frame["lag_minutes"] = [
         None
         if pd.isna(w)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
 from datetime import datetime
 
 import click
+import pandas as pd
 from sqlalchemy import delete, func, select
 
 from xrdagg.commands.common import (
@@ -110,21 +113,51 @@ def check(ctx: Context, days: float | None) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--max-lag",
+    type=click.FloatRange(min=0),
+    help="Exit 2 when a job's watermark is more than this many minutes behind database now.",
+)
 @pass_context
 @operator_errors
-def status(ctx: Context, as_json: bool) -> None:
-    """Where each job stands: watermark, lag behind database now, last run.
+def status(ctx: Context, as_json: bool, max_lag: float | None) -> None:
+    """Where each job stands: watermark, lag behind database now, last run, last error.
 
-    Example: xrdagg status --json
+    Exit status, for cron or Nagios: 0 when all is well; 2 when an enabled job's last run failed,
+    or (with --max-lag) its watermark lags more than MAX_LAG minutes; 3 when the database cannot
+    be reached.
+
+    Example: xrdagg status --max-lag 30 --json
     """
+    specs = {s.name: s for s in load_job_specs(ctx.settings.jobs_dir)}
     with ctx.engine.connect() as conn:
         frame = job_status(conn)
+    problems = []
+    for row in frame.itertuples():
+        spec = specs.get(row.job_name)
+        if spec is None or not spec.enabled:
+            continue
+        if row.last_outcome == "FAILED":
+            problems.append(f"{row.job_name}: last run failed: {row.last_error}")
+        lag = row.lag_minutes
+        if max_lag is not None and spec.has_watermark and (pd.isna(lag) or lag > max_lag):
+            problems.append(f"{row.job_name}: lags {lag} minutes (more than {max_lag})")
+    missing = [n for n, s in specs.items() if s.enabled and n not in set(frame.job_name)]
+    if max_lag is not None:
+        problems += [f"{n}: has never run" for n in missing if specs[n].has_watermark]
     if as_json:
-        click.echo(frame.to_json(orient="records", date_format="iso"))
-    elif frame.empty:
-        console.print("no job has run yet")
+        records = json.loads(frame.to_json(orient="records", date_format="iso"))
+        click.echo(json.dumps({"ok": not problems, "problems": problems, "jobs": records}))
     else:
-        console.print(frame.to_string(index=False))
+        if frame.empty:
+            console.print("no job has run yet")
+        else:
+            shown = frame.drop(columns=["last_error"]).fillna("-")
+            console.print(shown.to_string(index=False))
+        for problem in problems:
+            err_console.print(f"CRITICAL {problem}", markup=False)
+    if problems:
+        sys.exit(2)
 
 
 @click.command()
@@ -191,7 +224,7 @@ def demo(ctx: Context, fed_rows: int, eos_rows: int, days: float, fresh: bool) -
     console.print(invalid.to_string(index=False))
     console.print("\njobs:")
     console.print(
-        jobs[["job_name", "watermark", "lag_minutes", "outcome", "rows_read"]].to_string(
+        jobs[["job_name", "watermark", "lag_minutes", "last_outcome", "last_rows"]].to_string(
             index=False
         )
     )
@@ -199,4 +232,31 @@ def demo(ctx: Context, fed_rows: int, eos_rows: int, days: float, fresh: bool) -
         sys.exit(1)
 
 
-COMMANDS = [run, check, status, demo]
+@click.command()
+@click.argument("jobs", nargs=-1)
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
+)
+@click.option("--metrics-address", default="0.0.0.0", show_default=True)
+@pass_context
+@operator_errors
+def serve(
+    ctx: Context, jobs: tuple[str, ...], metrics_port: int | None, metrics_address: str
+) -> None:
+    """Run JOBS (default: every enabled job) on their schedules until SIGTERM or SIGINT.
+
+    Safe on several hosts against one database: a job's T_AGENT row lock decides who runs it.
+    A database outage is retried with backoff; a run in flight finishes before the service stops.
+
+    Example: xrdagg serve --metrics-port 9310
+    """
+    from xrdagg.service import Metrics, Service
+
+    logging.getLogger("xrdagg").setLevel(logging.INFO)
+    specs = select_jobs(ctx, jobs)
+    log = logging.getLogger("xrdagg.serve")
+    log.info("database %s", ctx.settings.safe_url())
+    Service(ctx.engine, ctx.settings, specs, metrics=Metrics(metrics_port, metrics_address)).serve()
+
+
+COMMANDS = [run, check, status, demo, serve]

@@ -48,7 +48,7 @@ from xrdagg.db.dialect import (
     lock_row,
     lock_timeout,
 )
-from xrdagg.db.tables import RAW_TABLES, t_agent, t_dirty_day, t_job_run
+from xrdagg.db.tables import RAW_TABLES, metadata, t_agent, t_dirty_day, t_job_run
 from xrdagg.db.types import UtcDate
 from xrdagg.errors import JobBusyError
 from xrdagg.jobs import contributions
@@ -177,6 +177,29 @@ def rollup_dirty_days(conn: Connection, report: RunReport) -> None:
     )
 
 
+def housekeeping(conn: Connection, job: JobSpec, now: datetime, report: RunReport) -> None:
+    """Delete run-log rows and 10-minute statistics older than the job's retention settings.
+
+    Trimmed 10-minute rows no longer equal the from-scratch computation (that is the point);
+    the daily tables keep the history, and `xrdagg recompute` rebuilds trimmed days from raw.
+    """
+    deleted = 0
+    if job.run_log_days:
+        cutoff = now - timedelta(days=job.run_log_days)
+        deleted += conn.execute(
+            delete(t_job_run).where(
+                t_job_run.c.started_at < cutoff, t_job_run.c.outcome != "RUNNING"
+            )
+        ).rowcount
+    for name, days in (job.retention_days or {}).items():
+        table = metadata.tables[name]
+        deleted += conn.execute(
+            delete(table).where(table.c.bin_start < now - timedelta(days=days))
+        ).rowcount
+    report.rows_written = deleted
+    report.message = f"{deleted} old rows deleted"
+
+
 class JobRunner:
     """Runs jobs against one engine, each once, as SPEC §6 says."""
 
@@ -248,7 +271,11 @@ class JobRunner:
                     )
                 watermark = agent.watermark
                 now = conn.execute(select(db_now())).scalar_one()
-                if job.source is None:
+                if job.kind == "housekeeping":
+                    report.window_lo, report.window_hi = watermark, now
+                    housekeeping(conn, job, now, report)
+                    hi = now
+                elif job.kind == "daily":
                     report.window_lo = watermark
                     report.window_hi = now
                     rollup_dirty_days(conn, report)
@@ -265,7 +292,7 @@ class JobRunner:
                     if hi <= lo:
                         report.message = "nothing new: the window is empty"
                         return
-                    aggregate_window(conn, job.source, lo, hi, report)
+                    aggregate_window(conn, str(job.source), lo, hi, report)
                 conn.execute(
                     update(t_agent)
                     .where(t_agent.c.job_name == job.name)

@@ -10,7 +10,9 @@ from typing import Any
 
 from xrdagg.errors import ConfigError
 
-KINDS = ("fed", "eos", "daily")
+KINDS = ("fed", "eos", "daily", "housekeeping")
+# 10-minute statistics tables housekeeping may trim; the daily tables are never trimmed.
+RETAINABLE_TABLES = ("t_stats_avg", "t_user_activity", "t_stats_access_pattern", "t_msg_rate")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -23,6 +25,18 @@ class JobSpec:
     interval_minutes: float | None = None
     cron: str | None = None
     safety_lag_seconds: int | None = None
+    # Scheduler options (xrdagg serve): a run later than this is still run, once (APScheduler's
+    # default of 1 s would skip it silently).
+    misfire_grace_seconds: int = 3600
+    # Housekeeping: run-log rows older than this many days are deleted; 10-minute statistics
+    # rows older than retention_days[table] days too (daily tables are always kept).
+    run_log_days: int | None = None
+    retention_days: dict[str, int] | None = None
+
+    @property
+    def has_watermark(self) -> bool:
+        """Whether lag behind database now means something for this job."""
+        return self.kind != "housekeeping"
 
     @property
     def source(self) -> str | None:
@@ -73,6 +87,23 @@ def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
     lag = entry.get("safety_lag_seconds")
     if lag is not None and (not isinstance(lag, int) or lag < 0):
         raise ConfigError(f"{where} ({name}): 'safety_lag_seconds' must be a whole number >= 0")
+    grace = entry.get("misfire_grace_seconds", 3600)
+    if not isinstance(grace, int) or grace < 1:
+        raise ConfigError(f"{where} ({name}): 'misfire_grace_seconds' must be a whole number >= 1")
+    run_log_days = entry.get("run_log_days")
+    if run_log_days is not None and (not isinstance(run_log_days, int) or run_log_days < 1):
+        raise ConfigError(f"{where} ({name}): 'run_log_days' must be a whole number >= 1")
+    retention = entry.get("retention_days")
+    valid_retention = isinstance(retention, dict) and all(
+        t in RETAINABLE_TABLES and isinstance(d, int) and d >= 1 for t, d in retention.items()
+    )
+    if retention is not None and not valid_retention:
+        raise ConfigError(
+            f"{where} ({name}): 'retention_days' maps 10-minute tables "
+            f"({', '.join(RETAINABLE_TABLES)}) to a number of days >= 1"
+        )
+    if kind != "housekeeping" and (run_log_days is not None or retention is not None):
+        raise ConfigError(f"{where} ({name}): retention settings belong to a housekeeping job")
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where} ({name}): 'enabled' must be true or false")
@@ -84,4 +115,7 @@ def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
         interval_minutes=interval,
         cron=cron,
         safety_lag_seconds=lag,
+        misfire_grace_seconds=grace,
+        run_log_days=run_log_days,
+        retention_days=retention,
     )
