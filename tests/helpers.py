@@ -49,6 +49,25 @@ def raw_row(**fields: Any) -> dict[str, Any]:
     return row
 
 
+def generated_rows(
+    n: int, *, start: datetime, days: float = 1, seed: int = 0, source: str = "fed"
+) -> list[dict[str, Any]]:
+    """Realistic raw records (xrdagg.raw.generate) as dicts of plain Python values."""
+    from xrdagg.raw.generate import generate
+
+    records = []
+    for row in generate(n, start=start, days=days, seed=seed, source=source).to_dict("records"):
+        record = {
+            k: None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
+            for k, v in row.items()
+        }
+        for column in ("start_date", "end_date", "insert_date"):
+            if record[column] is not None:
+                record[column] = pd.Timestamp(record[column]).to_pydatetime()
+        records.append(record)
+    return records
+
+
 class Harness:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend

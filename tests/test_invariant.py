@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_TOPOLOGY
-from tests.helpers import KEYS, Harness, raw_row
+from tests.helpers import KEYS, Harness, generated_rows, raw_row
 from tests.reference import RefTopology, assert_same, compute
 from xrdagg.db.tables import RAW_COLUMNS
 
@@ -140,15 +140,7 @@ def check_invariant(db: Harness, rows: list[tuple[str, dict]]) -> None:
 
 
 def test_a_second_run_with_the_same_until_changes_nothing(db: Harness) -> None:
-    from xrdagg.raw.generate import generate
-
-    frame = generate(3000, start=T0, days=1, seed=7)
-    rows = [
-        {k: (None if pd.isna(v) else v) for k, v in r.items()} for r in frame.to_dict("records")
-    ]
-    for r in rows:
-        for k in ("start_date", "end_date", "insert_date"):
-            r[k] = None if r[k] is None else pd.Timestamp(r[k]).to_pydatetime()
+    rows = generated_rows(3000, start=T0, days=1, seed=7)
     db.insert_raw("fed", rows)
     until = T0 + timedelta(hours=20)
     first = db.run("fed10", until)

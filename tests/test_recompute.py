@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import delete, insert, select
 
-from tests.helpers import Harness
+from tests.helpers import Harness, generated_rows
 from tests.test_invariant import check_invariant
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import (
@@ -22,22 +22,12 @@ from xrdagg.db.tables import (
     t_stats_avg,
     t_user_activity,
 )
-from xrdagg.raw.generate import generate
 
 T0 = datetime(2024, 3, 1)
 
 
 def _rows(db: Harness, source: str, n: int, seed: int, days: float = 3) -> list[dict]:
-    frame = generate(n, start=T0, days=days, seed=seed, source=source)
-    records = []
-    for r in frame.to_dict("records"):
-        record = {
-            k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v)
-            for k, v in r.items()
-        }
-        for k in ("start_date", "end_date", "insert_date"):
-            record[k] = None if record[k] is None else pd.Timestamp(record[k]).to_pydatetime()
-        records.append(record)
+    records = generated_rows(n, start=T0, days=days, seed=seed, source=source)
     db.insert_raw(source, records)
     return records
 

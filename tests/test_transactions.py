@@ -11,26 +11,16 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from tests.helpers import KEYS, Harness
+from tests.helpers import KEYS, Harness, generated_rows
 from tests.test_invariant import check_invariant
 from xrdagg.config import PROJECT_ROOT
-from xrdagg.raw.generate import generate
 
 T0 = datetime(2024, 3, 1)
 UNTIL = "2024-03-03 00:00:00"
 
 
 def _load_sample(db: Harness, rows: int = 2000) -> list[dict]:
-    frame = generate(rows, start=T0, days=1, seed=11)
-    records = []
-    for r in frame.to_dict("records"):
-        record = {
-            k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v)
-            for k, v in r.items()
-        }
-        for k in ("start_date", "end_date", "insert_date"):
-            record[k] = None if record[k] is None else pd.Timestamp(record[k]).to_pydatetime()
-        records.append(record)
+    records = generated_rows(rows, start=T0, days=1, seed=11)
     db.insert_raw("fed", records)
     return records
 
