@@ -231,10 +231,11 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--pg-url", default=os.environ.get("XRDAGG_TEST_POSTGRES_URL", DEFAULT_PG))
     args = parser.parse_args()
-    results = [
-        bench_backend(b, args.rows, args.batch, args.pg_url) for b in args.backends.split(",")
-    ]
-    print(pd.DataFrame(results).to_string(index=False))
+    results = []
+    for backend in args.backends.split(","):
+        results.append(bench_backend(backend, args.rows, args.batch, args.pg_url))
+        print(results[-1], file=sys.stderr, flush=True)  # each backend's figures as they come
+    print(pd.DataFrame(results).T.to_string(header=False))
 
 
 if __name__ == "__main__":
