@@ -17,11 +17,13 @@ from xrdagg.db.engine import make_engine
 from xrdagg.db.offline import ORACLE_PRODUCTION, oracle_grants, oracle_schema
 from xrdagg.db.oracle_lint import lint_ddl, lint_metadata, lint_sql
 from xrdagg.db.tables import RAW_SCHEMA, metadata
+from xrdagg.jobs.recompute import Recompute
 from xrdagg.jobs.runner import JobRunner
 from xrdagg.jobs.specs import load_job_specs
 from xrdagg.raw.generate import generate
 from xrdagg.raw.load import load_frame
 from xrdagg.reports import invalid_rows, job_status, top_site_pairs, unresolved, unresolved_share
+from xrdagg.topology.apply import apply_topology
 from xrdagg.topology.files import read_topology_dir
 from xrdagg.topology.store import load_topology
 
@@ -52,6 +54,15 @@ def executed_statements(tmp_path_factory: pytest.TempPathFactory) -> list[Clause
     runner = JobRunner(engine, settings, specs)
     for spec in specs:
         assert runner.run(spec, until=datetime(2024, 3, 3)).outcome == "OK"
+    # Backfill and topology change: every statement kind they run.
+    recompute = Recompute(engine, specs)
+    recompute_id, chunks = recompute.start(datetime(2024, 3, 1), datetime(2024, 3, 1), 1000)
+    recompute.run(recompute_id, chunks)
+    topology = read_topology_dir(PROJECT_ROOT / "topology")
+    topology.domain_map["cern.ch"] = "CERN-RENAMED"
+    apply_topology(engine, topology, PROJECT_ROOT / "topology", specs)
+    with engine.begin() as conn:
+        job_status(conn)
     with engine.begin() as conn:
         invalid_rows(conn)
         unresolved(conn)
@@ -74,6 +85,8 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
         rendered.add(compiled.preparer._render_schema_translates(compiled.string, translate))
     assert len(rendered) >= 30, "the capture missed the workflow"
     assert any(sql.startswith("MERGE INTO t_stats_avg") for sql in rendered)
+    assert any(sql.startswith("DELETE FROM t_stats_avg") for sql in rendered)  # recompute, apply
+    assert any("t_topology_delta" in sql for sql in rendered)
     assert any("atlas_xrd_mon.t_raw_fed" in sql for sql in rendered)  # the raw schema is honoured
     problems = {sql[:120]: lint_sql(sql) for sql in rendered if lint_sql(sql)}
     assert problems == {}

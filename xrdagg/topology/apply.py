@@ -37,6 +37,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     update,
 )
 
@@ -106,6 +107,29 @@ def _avg_hit(row: Any) -> ColumnElement[bool]:
 def _sites_hit(row: Any) -> ColumnElement[bool]:
     """Keys without a domain (user activity, access pattern): a site of either side."""
     return or_(_site_hit(row.src_site), _site_hit(row.dst_site))
+
+
+def _raw_prefilter(raw: Any) -> ColumnElement[bool]:
+    """Raw rows that can feed an affected key: a side's cached site, or the SERVER_SITE name (as
+    aliased, or as written), is a delta site. A superset of the rows the exact key filters keep,
+    decided before the rows are normalised and spread. Uncorrelated IN (subquery) so that the
+    database hashes the few affected pairs once (correlated EXISTS ran per row: 4x slower)."""
+    delta_sites = select(t_topology_delta.c.site)
+    pairs = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(
+        t_host_site.c.site.in_(delta_sites)
+    )
+    names = select(t_site_alias.c.alias).where(t_site_alias.c.site.in_(delta_sites))
+    named = func.trim(raw.c.server_site)
+    return or_(
+        tuple_(
+            func.coalesce(raw.c.client_host, NULL_KEY), func.coalesce(raw.c.client_domain, NULL_KEY)
+        ).in_(pairs),
+        tuple_(
+            func.coalesce(raw.c.server_host, NULL_KEY), func.coalesce(raw.c.server_domain, NULL_KEY)
+        ).in_(pairs),
+        named.in_(delta_sites),
+        func.upper(named).in_(names),
+    )
 
 
 _TABLES = (
@@ -226,7 +250,7 @@ def _apply(
             select(func.count()).select_from(raw).where(in_range)
         ).scalar_one()
         report.raw_rows_total += conn.execute(select(func.count()).select_from(raw)).scalar_one()
-        norm = normalized_rows(source, in_range)
+        norm = normalized_rows(source, and_(in_range, _raw_prefilter(raw)))
         avg_rows = _where(norm, _avg_hit(norm.c))
         merges = [contributions.stats_avg(avg_rows, source)]
         if source == "fed":
