@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -52,3 +53,16 @@ def test_check_and_status(db: Harness, cli) -> None:
     assert "NULL INSERT_DATE" in check.output and "isp.net" in check.output
     status = cli("status")
     assert "fed10" in status.output and "OK" in status.output
+
+
+def test_demo_on_a_fresh_embedded_database(tmp_path) -> None:
+    env = {"XRDAGG_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    first = CliRunner().invoke(main, ["demo", "--fed-rows", "3000", "--eos-rows", "1000"], env=env)
+    assert first.exit_code == 0, first.output
+    for expected in ("sample data: 3000 records into T_RAW_FED", "fed10: window", "top site pairs",
+                     "unresolved:", "NULL INSERT_DATE", "lag_minutes"):  # fmt: skip
+        assert expected in first.output
+    again = CliRunner().invoke(main, ["demo"], env=env)
+    assert again.exit_code == 0 and "4000 raw records already there" in again.output
+    # A second demo counts nothing twice: the jobs' new windows hold no rows.
+    assert re.search(r"fed10: (nothing new|window \(.*\] 0 rows)", again.output), again.output
