@@ -9,6 +9,9 @@ stores '' as NULL and NULL never matches in a join or MERGE, so a missing value 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -20,6 +23,7 @@ from sqlalchemy import (
     Table,
     text,
 )
+from sqlalchemy.types import TypeEngine
 
 from xrdagg.db.types import Count, Number, RawNumber, Text, UtcDate
 
@@ -50,106 +54,56 @@ NAME_LEN = 1000  # raw string columns, SPEC §1
 
 # --- raw tables (SPEC §1), read-only for xrdagg -------------------------------------------------
 
-_RAW_STRING_COLUMNS = [
-    "file_lfn",
-    "client_domain",
-    "client_host",
-    "server_domain",
-    "server_host",
-    "server_username",
-    "user_dn",
-    "user_fqan",
-    "user_role",
-    "user_vo",
-]
-_RAW_NUMBER_COLUMNS = [
-    "file_size",
-    "read_bytes_at_close",
-    "read_bytes",
-    "read_operations",
-    "read_average",
-    "read_min",
-    "read_max",
-    "read_sigma",
-    "read_single_bytes",
-    "read_single_operations",
-    "read_single_average",
-    "read_single_min",
-    "read_single_max",
-    "read_single_sigma",
-    "read_vector_bytes",
-    "read_vector_operations",
-    "read_vector_average",
-    "read_vector_min",
-    "read_vector_max",
-    "read_vector_sigma",
-    "read_vector_count_average",
-    "read_vector_count_min",
-    "read_vector_count_max",
-    "read_vector_count_sigma",
-    "write_bytes_at_close",
-    "write_bytes",
-    "write_operations",
-    "write_min",
-    "write_max",
-    "write_average",
-    "write_sigma",
-]
+_STATS = ["average", "min", "max", "sigma"]
+
+
+def _text(length: int) -> Callable[[], TypeEngine[Any]]:
+    return lambda: Text(length)
+
+
+# Every column of SPEC §1, in its order, with its type.
+_RAW_TYPES: dict[str, Callable[[], TypeEngine[Any]]] = {
+    "unique_id": _text(NAME_LEN),
+    "file_lfn": _text(NAME_LEN),
+    "file_size": RawNumber,
+    **dict.fromkeys(
+        ["client_domain", "client_host", "server_domain", "server_host"], _text(NAME_LEN)
+    ),
+    **dict.fromkeys(
+        [
+            "read_bytes_at_close", "read_bytes", "read_operations", *[f"read_{s}" for s in _STATS],
+            *[f"read_single_{s}" for s in ["bytes", "operations", *_STATS]],
+            *[f"read_vector_{s}" for s in ["bytes", "operations", *_STATS]],
+            *[f"read_vector_count_{s}" for s in _STATS],
+            "write_bytes_at_close", "write_bytes", "write_operations",
+            "write_min", "write_max", "write_average", "write_sigma",
+        ],
+        RawNumber,
+    ),
+    **dict.fromkeys(
+        ["server_username", "user_dn", "user_fqan", "user_role", "user_vo"], _text(NAME_LEN)
+    ),
+    "app_info": _text(2048),
+    "start_time": RawNumber,
+    "end_time": RawNumber,
+    "start_date": UtcDate,
+    "end_date": UtcDate,
+    "insert_date": UtcDate,
+    "server_site": _text(256),
+    "queue_flag": _text(8),
+    "user_protocol": _text(64),
+}  # fmt: skip
+_RAW_NOT_NULL = {"unique_id", "end_date"}
 
 # Column order of SPEC §1, used by loaders and fixtures.
-RAW_COLUMNS: tuple[str, ...] = (
-    "unique_id",
-    "file_lfn",
-    "file_size",
-    "client_domain",
-    "client_host",
-    "server_domain",
-    "server_host",
-    *[c for c in _RAW_NUMBER_COLUMNS if c != "file_size"],
-    "server_username",
-    "user_dn",
-    "user_fqan",
-    "user_role",
-    "user_vo",
-    "app_info",
-    "start_time",
-    "end_time",
-    "start_date",
-    "end_date",
-    "insert_date",
-    "server_site",
-    "queue_flag",
-    "user_protocol",
-)
+RAW_COLUMNS: tuple[str, ...] = tuple(_RAW_TYPES)
 
 
 def _raw_table(name: str, short: str) -> Table:
-    columns: list[Column] = []
-    for col in RAW_COLUMNS:
-        if col == "unique_id":
-            columns.append(Column(col, Text(NAME_LEN), nullable=False))
-        elif col in _RAW_STRING_COLUMNS:
-            columns.append(Column(col, Text(NAME_LEN)))
-        elif col in _RAW_NUMBER_COLUMNS or col in ("start_time", "end_time"):
-            columns.append(Column(col, RawNumber()))
-        elif col == "app_info":
-            columns.append(Column(col, Text(2048)))
-        elif col in ("start_date", "insert_date"):
-            columns.append(Column(col, UtcDate()))
-        elif col == "end_date":
-            columns.append(Column(col, UtcDate(), nullable=False))
-        elif col == "server_site":
-            columns.append(Column(col, Text(256)))
-        elif col == "queue_flag":
-            columns.append(Column(col, Text(8)))
-        elif col == "user_protocol":
-            columns.append(Column(col, Text(64)))
-        else:  # pragma: no cover - RAW_COLUMNS and the type lists are kept in step
-            raise AssertionError(col)
     return Table(
         name,
         metadata,
-        *columns,
+        *(Column(c, kind(), nullable=c not in _RAW_NOT_NULL) for c, kind in _RAW_TYPES.items()),
         Index(f"ix_{short}_insert_date", "insert_date"),
         Index(f"ix_{short}_end_date", "end_date"),
         schema=RAW_SCHEMA,
