@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import Connection, and_, desc, func, literal, select, union_all
+from sqlalchemy import Connection, desc, func, literal, select, union_all
 
 from xrdagg.db.dialect import db_now
 from xrdagg.db.tables import (
-    NULL_KEY,
     RAW_TABLES,
     UNKNOWN,
     t_agent,
@@ -18,7 +17,7 @@ from xrdagg.db.tables import (
     t_stats_avg,
 )
 from xrdagg.jobs.normalize import is_clock_error
-from xrdagg.topology.store import fill_resolution_cache, read_resolver
+from xrdagg.topology.store import fill_resolution_cache, matches_pair, read_resolver
 
 
 def since(conn: Connection, days: float | None) -> datetime | None:
@@ -83,15 +82,7 @@ def unresolved(conn: Connection, start: datetime | None = None, limit: int = 30)
                     t_host_site.c.domain_name.label("domain"),
                     func.count().label("rows"),
                 )
-                .select_from(
-                    raw.join(
-                        t_host_site,
-                        and_(
-                            t_host_site.c.host_key == func.coalesce(host, NULL_KEY),
-                            t_host_site.c.domain_key == func.coalesce(domain, NULL_KEY),
-                        ),
-                    )
-                )
+                .select_from(raw.join(t_host_site, matches_pair(t_host_site, host, domain)))
                 .where(*condition)
                 .group_by(t_host_site.c.domain_name)
             )

@@ -9,9 +9,11 @@ equal to a from-scratch computation (SPEC §6).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, case, func, literal, select
+from sqlalchemy import ColumnElement, Connection, Subquery, case, func, literal, select
 
 from xrdagg.db.dialect import MergeInto, as_real, from_epoch, greatest_of, least_of
 from xrdagg.db.tables import (
@@ -24,6 +26,7 @@ from xrdagg.db.tables import (
     t_stats_avg,
     t_user_activity,
 )
+from xrdagg.db.types import UtcDate
 
 STATS_AVG_KEYS = ["bin_start", "source", "src_site", "src_domain", "dst_site", "dst_domain", "vo"]
 
@@ -228,6 +231,17 @@ def msg_rate(norm: Subquery, source: str) -> MergeInto:
         add=["messages", "delay_seconds"],
         high=["max_delay_seconds"],
     )
+
+
+def mark_days(conn: Connection, source: str, days: Iterable[datetime]) -> None:
+    """Mark the given days (midnights) for the daily roll-up: rows of them were rebuilt."""
+    for day in days:
+        mark = select(
+            literal(day, UtcDate()).label("day"),
+            literal(source.upper()).label("source"),
+            literal(1).label("mark"),
+        )
+        conn.execute(MergeInto(t_dirty_day, mark, keys=["day", "source"], add=["mark"]))
 
 
 def dirty_days(norm: Subquery, source: str) -> MergeInto:

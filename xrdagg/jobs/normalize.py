@@ -17,7 +17,6 @@ from xrdagg.db.tables import (
     BIN_SECONDS,
     DAY_SECONDS,
     MAX_TRANSFER_SECONDS,
-    NULL_KEY,
     RAW_TABLES,
     SITE_LEN,
     UNKNOWN,
@@ -26,6 +25,7 @@ from xrdagg.db.tables import (
     t_host_site,
     t_site_alias,
 )
+from xrdagg.topology.store import matches_pair
 
 # SPEC §6: a row whose END_DATE is more than this after its INSERT_DATE is a collector clock error.
 MAX_END_AFTER_INSERT_SECONDS = DAY_SECONDS
@@ -95,20 +95,8 @@ def normalized_rows(source: str, condition: ColumnElement[bool]) -> Subquery:
         else_=literal(UNKNOWN),
     )
     joined = (
-        raw.join(
-            client,
-            and_(
-                client.c.host_key == func.coalesce(raw.c.client_host, NULL_KEY),
-                client.c.domain_key == func.coalesce(raw.c.client_domain, NULL_KEY),
-            ),
-        )
-        .join(
-            server,
-            and_(
-                server.c.host_key == func.coalesce(raw.c.server_host, NULL_KEY),
-                server.c.domain_key == func.coalesce(raw.c.server_domain, NULL_KEY),
-            ),
-        )
+        raw.join(client, matches_pair(client, raw.c.client_host, raw.c.client_domain))
+        .join(server, matches_pair(server, raw.c.server_host, raw.c.server_domain))
         .outerjoin(alias, alias.c.alias == func.upper(server_site))
     )
     inner = (

@@ -34,19 +34,17 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
 )
 
-from xrdagg.db.dialect import MergeInto, db_now, lock_row
+from xrdagg.db.dialect import db_now, lock_row
 from xrdagg.db.tables import (
     BIN_SECONDS,
     MAX_TRANSFER_SECONDS,
     RAW_TABLES,
     t_agent,
-    t_dirty_day,
     t_msg_rate,
     t_recompute,
     t_recompute_chunk,
@@ -58,6 +56,7 @@ from xrdagg.db.types import UtcDate
 from xrdagg.errors import XrdaggError
 from xrdagg.jobs import contributions
 from xrdagg.jobs.normalize import normalized_rows
+from xrdagg.jobs.runner import BEGINNING
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.topology.store import fill_resolution_cache, read_resolver
 
@@ -162,13 +161,7 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
         conn.execute(statement, params)
     for statement in statements.merges:
         conn.execute(statement, params)
-    for day in chunk.days:
-        mark = select(
-            literal(day, UtcDate()).label("day"),
-            literal(chunk.source.upper()).label("source"),
-            literal(1).label("mark"),
-        )
-        conn.execute(MergeInto(t_dirty_day, mark, keys=["day", "source"], add=["mark"]))
+    contributions.mark_days(conn, chunk.source, chunk.days)
     return int(conn.execute(statements.count_rows, params).scalar_one())
 
 
@@ -336,12 +329,10 @@ class Recompute:
 
         def one(chunk: Chunk) -> ChunkResult:
             started = time.monotonic()
-            watermark = watermarks.get(chunk.job)
+            # A job that never ran counts no row: its chunk is only cleared.
+            watermark = watermarks.get(chunk.job) or BEGINNING
             with self.engine.begin() as conn:
-                rows = 0 if watermark is None else rebuild_chunk(conn, chunk, watermark)
-                if watermark is None:  # the job never ran: its statistics are empty anyway
-                    for statement in chunk_statements(chunk.source).deletes:
-                        conn.execute(statement, {"chunk_lo": chunk.start, "chunk_hi": chunk.end})
+                rows = rebuild_chunk(conn, chunk, watermark)
                 duration = time.monotonic() - started
                 conn.execute(
                     update(t_recompute_chunk)

@@ -34,22 +34,19 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
     tuple_,
     update,
 )
 
-from xrdagg.db.dialect import MergeInto, day_start, db_now
+from xrdagg.db.dialect import day_start, db_now
 from xrdagg.db.tables import (
     ANY_DOMAIN,
     BIN_SECONDS,
     MAX_TRANSFER_SECONDS,
-    NULL_KEY,
     RAW_TABLES,
     t_agent,
-    t_dirty_day,
     t_host_site,
     t_site_alias,
     t_stats_access_pattern,
@@ -57,13 +54,12 @@ from xrdagg.db.tables import (
     t_topology_delta,
     t_user_activity,
 )
-from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.normalize import normalized_rows
 from xrdagg.jobs.recompute import pause_jobs, resume_jobs
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.topology.files import Topology
-from xrdagg.topology.store import load_topology
+from xrdagg.topology.store import load_topology, matches_pair, raw_pair_key
 
 
 @dataclass(frozen=True)
@@ -121,12 +117,8 @@ def _raw_prefilter(raw: Any) -> ColumnElement[bool]:
     names = select(t_site_alias.c.alias).where(t_site_alias.c.site.in_(delta_sites))
     named = func.trim(raw.c.server_site)
     return or_(
-        tuple_(
-            func.coalesce(raw.c.client_host, NULL_KEY), func.coalesce(raw.c.client_domain, NULL_KEY)
-        ).in_(pairs),
-        tuple_(
-            func.coalesce(raw.c.server_host, NULL_KEY), func.coalesce(raw.c.server_domain, NULL_KEY)
-        ).in_(pairs),
+        tuple_(*raw_pair_key(raw.c.client_host, raw.c.client_domain)).in_(pairs),
+        tuple_(*raw_pair_key(raw.c.server_host, raw.c.server_domain)).in_(pairs),
         named.in_(delta_sites),
         func.upper(named).in_(names),
     )
@@ -261,13 +253,7 @@ def _apply(
             ]
         for statement in merges:
             report.stats_rows_written += max(conn.execute(statement).rowcount, 0)
-        for day in report.days:
-            mark = select(
-                literal(day, UtcDate()).label("day"),
-                literal(source.upper()).label("source"),
-                literal(1).label("mark"),
-            )
-            conn.execute(MergeInto(t_dirty_day, mark, keys=["day", "source"], add=["mark"]))
+        contributions.mark_days(conn, source, report.days)
     _count_affected_rows(conn, report, now, jobs, watermarks)
     conn.execute(delete(t_topology_delta))
     return report
@@ -292,15 +278,10 @@ def _count_affected_rows(
             (raw.c.client_host, raw.c.client_domain),
             (raw.c.server_host, raw.c.server_domain),
         ):
-            h, d = func.coalesce(host, NULL_KEY), func.coalesce(domain, NULL_KEY)
+            h, d = raw_pair_key(host, domain)
             statement = (
                 select(h, d, func.count())
-                .select_from(
-                    raw.join(
-                        t_host_site,
-                        and_(t_host_site.c.host_key == h, t_host_site.c.domain_key == d),
-                    )
-                )
+                .select_from(raw.join(t_host_site, matches_pair(t_host_site, host, domain)))
                 .where(raw.c.insert_date <= watermark, t_host_site.c.resolved_at == now)
                 .group_by(h, d)
             )

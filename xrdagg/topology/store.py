@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Subquery,
+    and_,
     delete,
     exists,
     func,
@@ -129,6 +131,17 @@ def read_resolver(conn: Connection) -> Resolver:
     return Resolver(patterns, domains, aliases)
 
 
+def raw_pair_key(host: Any, domain: Any) -> tuple[ColumnElement[str], ColumnElement[str]]:
+    """The T_HOST_SITE key of a raw (host, domain): the raw values, NULL spelled NULL_KEY."""
+    return func.coalesce(host, NULL_KEY), func.coalesce(domain, NULL_KEY)
+
+
+def matches_pair(cache: Any, host: Any, domain: Any) -> ColumnElement[bool]:
+    """Join condition of a raw row's side to its cached resolution."""
+    host_key, domain_key = raw_pair_key(host, domain)
+    return and_(cache.c.host_key == host_key, cache.c.domain_key == domain_key)
+
+
 def raw_pairs(where: dict[str, ColumnElement[bool]]) -> Subquery:
     """Distinct (host_key, domain_key) of both sides of the raw rows selected by `where`.
 
@@ -141,11 +154,9 @@ def raw_pairs(where: dict[str, ColumnElement[bool]]) -> Subquery:
             (raw.c.client_host, raw.c.client_domain),
             (raw.c.server_host, raw.c.server_domain),
         ):
+            host_key, domain_key = raw_pair_key(host, domain)
             parts.append(
-                select(
-                    func.coalesce(host, NULL_KEY).label("host_key"),
-                    func.coalesce(domain, NULL_KEY).label("domain_key"),
-                ).where(condition)
+                select(host_key.label("host_key"), domain_key.label("domain_key")).where(condition)
             )
     return union(*parts).subquery("pairs")
 
