@@ -43,6 +43,11 @@ def run_online() -> None:
         engine.dispose()
 
 
+def _declared_schema_only(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    # Oracle's staging table (revision 0005) is per-session scratch space, not in the metadata.
+    return not (type_ == "table" and name == "t_stage_norm")
+
+
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
@@ -50,6 +55,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite ALTERs need batch mode
         compare_type=True,
         include_schemas=False,
+        include_object=_declared_schema_only,
     )
     with context.begin_transaction():
         context.run_migrations()

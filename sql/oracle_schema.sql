@@ -362,3 +362,34 @@ UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num 
 
 /
 
+-- Running upgrade 0004 -> 0005
+
+CREATE GLOBAL TEMPORARY TABLE t_stage_norm (
+    insert_s NUMBER(19) NOT NULL, 
+    end_s NUMBER(19) NOT NULL, 
+    start_given NUMBER(19), 
+    read_b NUMBER NOT NULL, 
+    write_b NUMBER NOT NULL, 
+    src_site VARCHAR2(256) NOT NULL, 
+    src_domain VARCHAR2(255) NOT NULL, 
+    dst_site VARCHAR2(256) NOT NULL, 
+    dst_domain VARCHAR2(255) NOT NULL, 
+    vo VARCHAR2(64) NOT NULL, 
+    user_dn VARCHAR2(512) NOT NULL, 
+    file_size NUMBER, 
+    read_single_bytes NUMBER NOT NULL, 
+    read_single_ops NUMBER NOT NULL, 
+    read_vector_bytes NUMBER NOT NULL, 
+    read_vector_ops NUMBER NOT NULL, 
+    write_ops NUMBER NOT NULL, 
+    read_min NUMBER, 
+    read_max NUMBER
+)
+ ON COMMIT DELETE ROWS
+
+/
+
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004'
+
+/
+

@@ -54,6 +54,16 @@ def executed_statements(tmp_path_factory: pytest.TempPathFactory) -> list[Clause
     runner = JobRunner(engine, settings, specs)
     for spec in specs:
         assert runner.run(spec, until=datetime(2024, 3, 3)).outcome == "OK"
+    # A second window whose rows land in bins the first one wrote: the upsert (MERGE) path, where
+    # the first windows, on empty tables, took the plain INSERT path.
+    with engine.begin() as conn:
+        for source in ("fed", "eos"):
+            late = generate(200, start=datetime(2024, 3, 1), source=source, seed=9)
+            late["unique_id"] = "late-" + late["unique_id"]
+            late["insert_date"] = datetime(2024, 3, 3, 12)
+            load_frame(conn, source, late)
+    for spec in specs:
+        assert runner.run(spec, until=datetime(2024, 3, 4)).outcome == "OK"
     # Backfill and topology change: every statement kind they run.
     recompute = Recompute(engine, specs)
     recompute_id, chunks = recompute.start(datetime(2024, 3, 1), datetime(2024, 3, 1), 1000)
@@ -84,7 +94,9 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
         # What execution does with the map (SQLAlchemy applies it only when executing).
         rendered.add(compiled.preparer._render_schema_translates(compiled.string, translate))
     assert len(rendered) >= 30, "the capture missed the workflow"
-    assert any(sql.startswith("MERGE INTO t_stats_avg") for sql in rendered)
+    assert any(sql.startswith("MERGE INTO t_stats_avg") for sql in rendered)  # incremental
+    assert any(sql.startswith("INSERT INTO t_stats_avg") for sql in rendered)  # empty range
+    assert any(sql.startswith("INSERT INTO t_stage_norm") for sql in rendered)  # the staging
     assert any(sql.startswith("DELETE FROM t_stats_avg") for sql in rendered)  # recompute, apply
     assert any("t_topology_delta" in sql for sql in rendered)
     assert any("atlas_xrd_mon.t_raw_fed" in sql for sql in rendered)  # the raw schema is honoured

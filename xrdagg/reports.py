@@ -17,6 +17,7 @@ from xrdagg.db.tables import (
     t_stats_avg,
 )
 from xrdagg.jobs.normalize import is_clock_error
+from xrdagg.sources import SOURCES
 from xrdagg.topology.store import fill_resolution_cache, matches_pair, read_resolver
 
 
@@ -47,7 +48,7 @@ def invalid_rows(conn: Connection, start: datetime | None = None) -> pd.DataFram
                 func.count().label("rows"),
             )
             .select_from(raw)
-            .where(is_clock_error(source), recent)
+            .where(is_clock_error(SOURCES[source]), recent)
         )
     return pd.read_sql(union_all(*parts), conn)
 

@@ -84,9 +84,10 @@ def lint_ddl(script: str) -> list[str]:
         if not statement.strip():
             continue
         problems += [f"{why}: {statement.strip()[:80]}" for why in lint_sql(statement)]
-        for kind, name in re.findall(r"CREATE (TABLE|INDEX) (\w+)", statement):
+        for kind, name in re.findall(r"CREATE (?:GLOBAL TEMPORARY )?(TABLE|INDEX) (\w+)", statement):
             problems += name_problems(kind.lower(), name)
         for name in re.findall(r"^[ \t]+(\w+) [A-Z]", statement, re.M):
-            if name.upper() not in ("CONSTRAINT", "PRIMARY", "CHECK", "UNIQUE", "FOREIGN"):
+            # Clause keywords, not columns (ON: a temporary table's ON COMMIT DELETE ROWS).
+            if name.upper() not in ("CONSTRAINT", "PRIMARY", "CHECK", "UNIQUE", "FOREIGN", "ON"):
                 problems += name_problems("column", name)
     return problems

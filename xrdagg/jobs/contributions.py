@@ -1,6 +1,7 @@
 """What a set of normalised rows adds to each statistics table, as MERGE statements (SPEC §4-5).
 
-Each function takes the `normalized_rows` subquery and returns one `MergeInto`: the rows'
+Each function takes the staged rows (`xrdagg.jobs.stage`, or any selectable with its columns)
+and returns one `MergeInto`: the rows'
 contribution grouped by the table's keys, summed into existing rows (min/max combined). Because
 every measure is a sum, a count, a min or a max, adding the contributions of disjoint sets of
 rows gives the same table as aggregating them all at once: this is what makes incremental runs
@@ -13,9 +14,28 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Subquery, case, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Subquery,
+    Table,
+    case,
+    func,
+    literal,
+    select,
+    union_all,
+)
 
-from xrdagg.db.dialect import MergeInto, as_real, from_epoch, greatest_of, least_of
+from xrdagg.db.dialect import (
+    MergeInto,
+    as_real,
+    floor_to,
+    from_epoch,
+    greatest_of,
+    least_of,
+    whole_quotient,
+)
 from xrdagg.db.tables import (
     BIN_SECONDS,
     DAY_SECONDS,
@@ -27,13 +47,55 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
+from xrdagg.sources import Source
 
-STATS_AVG_KEYS = ["bin_start", "source", "src_site", "src_domain", "dst_site", "dst_domain", "vo"]
+
+def primary_key(table: Table) -> list[str]:
+    """The merge keys of a statistics table: its primary key columns."""
+    return [c.name for c in table.primary_key.columns]
+
+
+def measures(table: Table) -> list[str]:
+    """The measure columns of a statistics table: every column outside its primary key."""
+    keys = set(primary_key(table))
+    return [c.name for c in table.columns if c.name not in keys]
+
+
+def _spread(
+    rows: FromClause, bins: tuple[ColumnElement[int], ColumnElement[int]] | None
+) -> Subquery:
+    """One row per (row, bin it is active in): start bin to end bin, inclusive.
+
+    Most transfers start and end in one bin: those need no join, only the rest are joined to
+    T_BIN_SPAN (on equality, which every database hashes) to get one row per bin they span.
+    """
+    carried = [
+        rows.c.start_s, rows.c.end_s, rows.c.end_bin, rows.c.read_b, rows.c.write_b,
+        rows.c.src_site, rows.c.src_domain, rows.c.dst_site, rows.c.dst_domain, rows.c.vo,
+    ]  # fmt: skip
+    single = select(rows.c.end_bin.label("bin_s"), *carried).where(
+        rows.c.start_bin == rows.c.end_bin
+    )
+    offsets = t_bin_span.alias("bin_span")
+    bin_s = rows.c.start_bin + offsets.c.n * BIN_SECONDS
+    multi = (
+        select(bin_s.label("bin_s"), *carried)
+        .select_from(rows)
+        .join(
+            offsets,
+            offsets.c.span == whole_quotient(rows.c.end_bin - rows.c.start_bin, BIN_SECONDS),
+        )
+        .where(rows.c.start_bin < rows.c.end_bin)
+    )
+    if bins is not None:
+        single = single.where(rows.c.end_bin >= bins[0], rows.c.end_bin < bins[1])
+        multi = multi.where(bin_s >= bins[0], bin_s < bins[1])
+    return union_all(single, multi).subquery("spread")
 
 
 def stats_avg(
-    norm: Subquery,
-    source: str,
+    rows: FromClause,
+    source: Source,
     bins: tuple[ColumnElement[int], ColumnElement[int]] | None = None,
 ) -> MergeInto:
     """T_STATS_AVG: each row spread over the bins from its start to its end (SPEC §4).
@@ -41,28 +103,7 @@ def stats_avg(
     `bins` = (lo, hi) epoch seconds keeps only the bins in [lo, hi): a recompute chunk rebuilds
     its own bins from every row that overlaps them, and no others.
     """
-    offsets = t_bin_span.alias("bin_span")
-    bin_s = norm.c.start_bin + offsets.c.n * BIN_SECONDS
-    spread_rows = (
-        select(
-            bin_s.label("bin_s"),
-            norm.c.start_s,
-            norm.c.end_s,
-            norm.c.end_bin,
-            norm.c.read_b,
-            norm.c.write_b,
-            norm.c.src_site,
-            norm.c.src_domain,
-            norm.c.dst_site,
-            norm.c.dst_domain,
-            norm.c.vo,
-        )
-        .select_from(norm)
-        .join(offsets, offsets.c.span == (norm.c.end_bin - norm.c.start_bin) / BIN_SECONDS)
-    )
-    if bins is not None:
-        spread_rows = spread_rows.where(bin_s >= bins[0], bin_s < bins[1])
-    spread = spread_rows.subquery("spread")
+    spread = _spread(rows, bins)
     duration = spread.c.end_s - spread.c.start_s
     # |[start, end) ∩ [bin, bin + 600)|: zero in the end bin of a row ending on a bin boundary.
     overlap = least_of(spread.c.end_s, spread.c.bin_s + BIN_SECONDS) - greatest_of(
@@ -95,29 +136,18 @@ def stats_avg(
         .group_by(spread.c.bin_s, *keys)
         .subquery("grouped")
     )
-    rows = select(
+    contribution = select(
         from_epoch(grouped.c.bin_s).label("bin_start"),
-        literal(source.upper()).label("source"),
-        grouped.c.src_site,
-        grouped.c.src_domain,
-        grouped.c.dst_site,
-        grouped.c.dst_domain,
-        grouped.c.vo,
-        grouped.c.read_bytes,
-        grouped.c.write_bytes,
-        grouped.c.active_seconds,
-        grouped.c.transfers_active,
-        grouped.c.transfers_ended,
+        literal(source.label).label("source"),
+        *(grouped.c[k.name] for k in keys),
+        *(grouped.c[m] for m in measures(t_stats_avg)),
     )
     return MergeInto(
-        t_stats_avg,
-        rows,
-        keys=STATS_AVG_KEYS,
-        add=["read_bytes", "write_bytes", "active_seconds", "transfers_active", "transfers_ended"],
+        t_stats_avg, contribution, keys=primary_key(t_stats_avg), add=measures(t_stats_avg)
     )
 
 
-def user_activity(norm: Subquery) -> MergeInto:
+def user_activity(norm: FromClause) -> MergeInto:
     """T_USER_ACTIVITY: each row counted in the bin of its end (SPEC §4)."""
     keys = [norm.c.user_dn, norm.c.vo, norm.c.src_site, norm.c.dst_site]
     grouped = (
@@ -139,22 +169,18 @@ def user_activity(norm: Subquery) -> MergeInto:
         grouped.c.write_bytes,
     )
     return MergeInto(
-        t_user_activity,
-        rows,
-        keys=["bin_start", "user_dn", "vo", "src_site", "dst_site"],
-        add=["accesses", "read_bytes", "write_bytes"],
+        t_user_activity, rows, keys=primary_key(t_user_activity), add=measures(t_user_activity)
     )
 
 
-ACCESS_PATTERN_KEYS = ["src_site", "dst_site", "vo"]
+# The keys after the time column, and the measures that add up (read_min/read_max do not).
+ACCESS_PATTERN_KEYS = primary_key(t_stats_access_pattern)[1:]
 ACCESS_PATTERN_SUMS = [
-    "accesses", "file_size", "read_bytes", "read_single_bytes", "read_single_ops",
-    "read_vector_bytes", "read_vector_ops", "write_bytes", "write_ops",
-    "n_frac_lt10", "n_frac_10_50", "n_frac_50_100", "n_frac_ge100", "n_frac_unknown",
-]  # fmt: skip
+    m for m in measures(t_stats_access_pattern) if m not in ("read_min", "read_max")
+]
 
 
-def access_pattern(norm: Subquery) -> MergeInto:
+def access_pattern(norm: FromClause) -> MergeInto:
     """T_STATS_ACCESS_PATTERN: end-bin counts, volumes and the fraction of each file read."""
     size, read = norm.c.file_size, norm.c.read_b
     known = size > 0
@@ -195,14 +221,14 @@ def access_pattern(norm: Subquery) -> MergeInto:
     return MergeInto(
         t_stats_access_pattern,
         rows,
-        keys=["bin_start", *ACCESS_PATTERN_KEYS],
+        keys=primary_key(t_stats_access_pattern),
         add=ACCESS_PATTERN_SUMS,
         low=["read_min"],
         high=["read_max"],
     )
 
 
-def msg_rate(norm: Subquery, source: str) -> MergeInto:
+def msg_rate(norm: FromClause, source: Source) -> MergeInto:
     """T_MSG_RATE: rows by arrival bin and server domain, with their delay (never below 0)."""
     delay = greatest_of(norm.c.insert_s - norm.c.end_s, 0)
     grouped = (
@@ -218,7 +244,7 @@ def msg_rate(norm: Subquery, source: str) -> MergeInto:
     )
     rows = select(
         from_epoch(grouped.c.insert_bin).label("bin_start"),
-        literal(source.upper()).label("source"),
+        literal(source.label).label("source"),
         grouped.c.src_domain.label("domain"),
         grouped.c.messages,
         grouped.c.delay_seconds,
@@ -227,37 +253,49 @@ def msg_rate(norm: Subquery, source: str) -> MergeInto:
     return MergeInto(
         t_msg_rate,
         rows,
-        keys=["bin_start", "source", "domain"],
+        keys=primary_key(t_msg_rate),
         add=["messages", "delay_seconds"],
         high=["max_delay_seconds"],
     )
 
 
-def mark_days(conn: Connection, source: str, days: Iterable[datetime]) -> None:
+def mark_days(conn: Connection, source: Source, days: Iterable[datetime]) -> None:
     """Mark the given days (midnights) for the daily roll-up: rows of them were rebuilt."""
     for day in days:
         mark = select(
             literal(day, UtcDate()).label("day"),
-            literal(source.upper()).label("source"),
+            literal(source.label).label("source"),
             literal(1).label("mark"),
         )
         conn.execute(MergeInto(t_dirty_day, mark, keys=["day", "source"], add=["mark"]))
 
 
-def dirty_days(norm: Subquery, source: str) -> MergeInto:
+def dirty_days(norm: FromClause, source: Source) -> MergeInto:
     """Mark every day the rows touch (start day to end day) for the daily roll-up."""
+    # The distinct (start day, end day) spans first: a handful, however many rows.
+    spans = (
+        select(
+            floor_to(norm.c.start_bin, DAY_SECONDS).label("start_day"),
+            floor_to(norm.c.end_bin, DAY_SECONDS).label("end_day"),
+        )
+        .distinct()
+        .subquery("spans")
+    )
     offsets = t_bin_span.alias("day_span")
-    day_s = norm.c.start_day + offsets.c.n * DAY_SECONDS
+    day_s = spans.c.start_day + offsets.c.n * DAY_SECONDS
     days = (
         select(day_s.label("day_s"))
-        .select_from(norm)
-        .join(offsets, offsets.c.span == (norm.c.end_day - norm.c.start_day) / DAY_SECONDS)
+        .select_from(spans)
+        .join(
+            offsets,
+            offsets.c.span == whole_quotient(spans.c.end_day - spans.c.start_day, DAY_SECONDS),
+        )
         .distinct()
         .subquery("days")
     )
     rows = select(
         from_epoch(days.c.day_s).label("day"),
-        literal(source.upper()).label("source"),
+        literal(source.label).label("source"),
         literal(1).label("mark"),
     )
     return MergeInto(t_dirty_day, rows, keys=["day", "source"], add=["mark"])

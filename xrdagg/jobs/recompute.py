@@ -43,7 +43,6 @@ from xrdagg.db.dialect import db_now, lock_row
 from xrdagg.db.tables import (
     BIN_SECONDS,
     MAX_TRANSFER_SECONDS,
-    RAW_TABLES,
     t_agent,
     t_msg_rate,
     t_recompute,
@@ -55,9 +54,10 @@ from xrdagg.db.tables import (
 from xrdagg.db.types import UtcDate
 from xrdagg.errors import XrdaggError
 from xrdagg.jobs import contributions
-from xrdagg.jobs.normalize import normalized_rows
 from xrdagg.jobs.runner import BEGINNING
 from xrdagg.jobs.specs import JobSpec
+from xrdagg.jobs.stage import fill_stage, release_stage, staged_rows
+from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.store import fill_resolution_cache, read_resolver
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,16 @@ class ChunkResult:
 @dataclass(frozen=True)
 class ChunkStatements:
     deletes: tuple[Executable, ...]
-    merges: tuple[Executable, ...]
-    fill_condition: ColumnElement[bool]
-    count_rows: Executable
+    # Plain INSERTs: the chunk's bins were just emptied, so no key can collide.
+    inserts: tuple[Executable, ...]
+    stage_condition: ColumnElement[bool]
+    count_ending: Executable
 
 
 @cache
-def chunk_statements(source: str) -> ChunkStatements:
+def chunk_statements(source: Source) -> ChunkStatements:
     """The statements rebuilding bins [chunk_lo, chunk_hi) of `source`, rows <= watermark."""
-    raw = RAW_TABLES[source]
+    raw = source.raw
     known = raw.c.insert_date <= WATERMARK
     lo_s = bindparam("chunk_lo_s", type_=Integer())
     hi_s = bindparam("chunk_hi_s", type_=Integer())
@@ -114,38 +115,37 @@ def chunk_statements(source: str) -> ChunkStatements:
         raw.c.end_date < C1_REACH,
         or_(raw.c.end_date < C1, raw.c.start_date < C1),
     )
-    ending = and_(known, raw.c.end_date >= C0, raw.c.end_date < C1)
     arriving = and_(known, raw.c.insert_date >= C0, raw.c.insert_date < C1)
-    label = source.upper()
-    deletes: list[Executable] = [
-        delete(table).where(
-            table.c.source == label, table.c.bin_start >= C0, table.c.bin_start < C1
-        )
-        for table in (t_stats_avg, t_msg_rate)
-    ]
-    merges: list[Executable] = [
-        contributions.stats_avg(normalized_rows(source, spread_condition), source, (lo_s, hi_s)),
-        contributions.msg_rate(normalized_rows(source, arriving), source),
-    ]
-    if source == "fed":
-        for table in (t_user_activity, t_stats_access_pattern):
-            deletes.append(delete(table).where(table.c.bin_start >= C0, table.c.bin_start < C1))
-        ending_rows = normalized_rows(source, ending)
-        merges += [
-            contributions.user_activity(ending_rows),
-            contributions.access_pattern(ending_rows),
-        ]
+    # One staging of every row the chunk needs; each table then takes its own part of them.
+    staged = staged_rows()
+    ending = select(staged).where(staged.c.end_s >= lo_s, staged.c.end_s < hi_s).subquery("e")
+    arrived = (
+        select(staged).where(staged.c.insert_s >= lo_s, staged.c.insert_s < hi_s).subquery("a")
+    )
+    contributions_of = {
+        t_stats_avg: contributions.stats_avg(staged, source, (lo_s, hi_s)),
+        t_user_activity: contributions.user_activity(ending),
+        t_stats_access_pattern: contributions.access_pattern(ending),
+        t_msg_rate: contributions.msg_rate(arrived, source),
+    }
+    deletes: list[Executable] = []
+    for table in source.feeds:
+        in_chunk = and_(table.c.bin_start >= C0, table.c.bin_start < C1)
+        if "source" in table.c:
+            in_chunk = and_(table.c.source == source.label, in_chunk)
+        deletes.append(delete(table).where(in_chunk))
     return ChunkStatements(
         deletes=tuple(deletes),
-        merges=tuple(merges),
-        fill_condition=or_(spread_condition, arriving),
-        count_rows=select(func.count()).select_from(raw).where(ending),
+        inserts=tuple(contributions_of[t].as_insert() for t in source.feeds),
+        stage_condition=or_(spread_condition, arriving),
+        count_ending=select(func.count()).select_from(ending),
     )
 
 
 def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
     """Rebuild the bins of `chunk` in the caller's transaction; returns raw rows it ended."""
-    statements = chunk_statements(chunk.source)
+    source = SOURCES[chunk.source]
+    statements = chunk_statements(source)
     params = {
         "chunk_lo": chunk.start,
         "chunk_hi": chunk.end,
@@ -155,14 +155,17 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
         "watermark": watermark,
     }
     # The cache fill runs the condition as its own query: bind the chunk's values into it.
-    condition = statements.fill_condition.params(params)
+    condition = statements.stage_condition.params(params)
     fill_resolution_cache(conn, read_resolver(conn), {chunk.source: condition})
     for statement in statements.deletes:
         conn.execute(statement, params)
-    for statement in statements.merges:
+    fill_stage(conn, source, statements.stage_condition, params)
+    for statement in statements.inserts:
         conn.execute(statement, params)
-    contributions.mark_days(conn, chunk.source, chunk.days)
-    return int(conn.execute(statements.count_rows, params).scalar_one())
+    contributions.mark_days(conn, source, chunk.days)
+    rows = int(conn.execute(statements.count_ending, params).scalar_one())
+    release_stage(conn)
+    return rows
 
 
 def _epoch(value: datetime) -> int:
@@ -185,7 +188,7 @@ def plan_chunks(
     for job in jobs:
         if job.source is None:
             continue
-        raw = RAW_TABLES[job.source]
+        raw = SOURCES[job.source].raw
         day = day_from
         while day <= day_to:
             nxt = day + timedelta(days=1)

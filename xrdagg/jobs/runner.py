@@ -20,14 +20,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Executable,
-    and_,
-    bindparam,
     delete,
     desc,
     exc,
@@ -48,21 +44,17 @@ from xrdagg.db.dialect import (
     lock_row,
     lock_timeout,
 )
-from xrdagg.db.tables import RAW_TABLES, metadata, t_agent, t_dirty_day, t_job_run
-from xrdagg.db.types import UtcDate
+from xrdagg.db.tables import metadata, t_agent, t_dirty_day, t_job_run
 from xrdagg.errors import JobBusyError
-from xrdagg.jobs import contributions
+from xrdagg.jobs import incremental
 from xrdagg.jobs.daily import rollup_days
-from xrdagg.jobs.normalize import is_clock_error, normalized_rows
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.topology.store import fill_resolution_cache, read_resolver
+from xrdagg.sources import SOURCES
 
 log = logging.getLogger(__name__)
 
 # Before the first run a job has no watermark: it starts from the beginning of the raw table.
 BEGINNING = datetime(1900, 1, 1)
-WINDOW_LO = bindparam("window_lo", type_=UtcDate())
-WINDOW_HI = bindparam("window_hi", type_=UtcDate())
 MAX_SNAPSHOT_RETRIES = 5
 
 
@@ -102,62 +94,6 @@ class RunReport:
 
 def _fmt(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-@dataclass(frozen=True)
-class SourceStatements:
-    """The statements of a 10-minute job, built once per source; bound to WINDOW_LO/HI."""
-
-    merges: tuple[Executable, ...]
-    dirty_days: Executable
-    count_valid: Executable
-    count_clock_errors: Executable
-    count_null_insert: Executable
-
-
-@cache
-def source_statements(source: str) -> SourceStatements:
-    raw = RAW_TABLES[source]
-    window = and_(raw.c.insert_date > WINDOW_LO, raw.c.insert_date <= WINDOW_HI)
-    norm = normalized_rows(source, window)
-    merges: list[Executable] = [contributions.stats_avg(norm, source)]
-    if source == "fed":
-        merges += [contributions.user_activity(norm), contributions.access_pattern(norm)]
-    merges.append(contributions.msg_rate(norm, source))
-    return SourceStatements(
-        merges=tuple(merges),
-        dirty_days=contributions.dirty_days(norm, source),
-        count_valid=select(func.count()).select_from(norm),
-        count_clock_errors=select(func.count())
-        .select_from(raw)
-        .where(window, is_clock_error(source)),
-        # A row without INSERT_DATE belongs to no window: it is counted in the window its end
-        # date falls in, so that it shows up once in the run log.
-        count_null_insert=select(func.count())
-        .select_from(raw)
-        .where(
-            raw.c.insert_date.is_(None), raw.c.end_date > WINDOW_LO, raw.c.end_date <= WINDOW_HI
-        ),
-    )
-
-
-def aggregate_window(
-    conn: Connection, source: str, lo: datetime, hi: datetime, report: RunReport
-) -> None:
-    """Add the contributions of the raw rows with lo < INSERT_DATE <= hi to the statistics."""
-    raw = RAW_TABLES[source]
-    params = {"window_lo": lo, "window_hi": hi}
-    window = and_(raw.c.insert_date > lo, raw.c.insert_date <= hi)
-    report.new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source: window})
-    statements = source_statements(source)
-    report.rows_read = conn.execute(statements.count_valid, params).scalar_one()
-    report.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
-    report.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
-    if report.rows_read == 0:
-        return
-    for statement in statements.merges:
-        report.rows_written += max(conn.execute(statement, params).rowcount, 0)
-    conn.execute(statements.dirty_days, params)
 
 
 def rollup_dirty_days(conn: Connection, report: RunReport) -> None:
@@ -292,7 +228,12 @@ class JobRunner:
                     if hi <= lo:
                         report.message = "nothing new: the window is empty"
                         return
-                    aggregate_window(conn, str(job.source), lo, hi, report)
+                    counts = incremental.aggregate_window(conn, SOURCES[job.kind], lo, hi)
+                    report.rows_read = counts.rows_read
+                    report.rows_bad_clock = counts.rows_bad_clock
+                    report.rows_bad_insert = counts.rows_bad_insert
+                    report.rows_written = counts.rows_written
+                    report.new_pairs = counts.new_pairs
                 conn.execute(
                     update(t_agent)
                     .where(t_agent.c.job_name == job.name)

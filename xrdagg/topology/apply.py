@@ -45,7 +45,6 @@ from xrdagg.db.tables import (
     ANY_DOMAIN,
     BIN_SECONDS,
     MAX_TRANSFER_SECONDS,
-    RAW_TABLES,
     t_agent,
     t_host_site,
     t_site_alias,
@@ -55,11 +54,12 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.jobs import contributions
-from xrdagg.jobs.normalize import normalized_rows
 from xrdagg.jobs.recompute import pause_jobs, resume_jobs
 from xrdagg.jobs.specs import JobSpec
+from xrdagg.jobs.stage import fill_stage, release_stage, staged_rows
+from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
-from xrdagg.topology.store import load_topology, matches_pair, raw_pair_key
+from xrdagg.topology.store import load_topology, raw_pair_key
 
 
 @dataclass(frozen=True)
@@ -226,12 +226,13 @@ def _apply(
         return report
     report.days = sorted(days)
 
+    ranges: dict[Source, ColumnElement[bool]] = {}
     for job in jobs:
         watermark = watermarks.get(job.name)
         if watermark is None:
             continue
-        source = str(job.source)
-        raw = RAW_TABLES[source]
+        source = SOURCES[job.kind]
+        raw = source.raw
         # A row feeds bins from its start to its end, at most 7 days apart.
         in_range = and_(
             raw.c.insert_date <= watermark,
@@ -242,19 +243,23 @@ def _apply(
             select(func.count()).select_from(raw).where(in_range)
         ).scalar_one()
         report.raw_rows_total += conn.execute(select(func.count()).select_from(raw)).scalar_one()
-        norm = normalized_rows(source, and_(in_range, _raw_prefilter(raw)))
-        avg_rows = _where(norm, _avg_hit(norm.c))
+        fill_stage(conn, source, and_(in_range, _raw_prefilter(raw)), {})
+        staged = staged_rows()
+        avg_rows = _where(staged, _avg_hit(staged.c))
         merges = [contributions.stats_avg(avg_rows, source)]
-        if source == "fed":
-            site_rows = _where(norm, _sites_hit(norm.c))
+        if source.has_users:
+            site_rows = _where(staged, _sites_hit(staged.c))
             merges += [
                 contributions.user_activity(site_rows),
                 contributions.access_pattern(site_rows),
             ]
-        for statement in merges:
-            report.stats_rows_written += max(conn.execute(statement).rowcount, 0)
+        # Every key these rows go to was deleted above: plain INSERTs, no key can collide.
+        for merge in merges:
+            report.stats_rows_written += max(conn.execute(merge.as_insert()).rowcount, 0)
+        release_stage(conn)
         contributions.mark_days(conn, source, report.days)
-    _count_affected_rows(conn, report, now, jobs, watermarks)
+        ranges[source] = in_range
+    _count_affected_rows(conn, report, now, ranges)
     conn.execute(delete(t_topology_delta))
     return report
 
@@ -264,26 +269,28 @@ def _where(norm: Subquery, condition: ColumnElement[bool]) -> Subquery:
 
 
 def _count_affected_rows(
-    conn: Connection, report: ApplyReport, now: datetime, jobs: Sequence[JobSpec], watermarks: dict
+    conn: Connection,
+    report: ApplyReport,
+    now: datetime,
+    ranges: dict[Source, ColumnElement[bool]],
 ) -> None:
     """Raw rows (under the watermark) behind each changed pair, on either side. The changed
-    pairs are the cache rows resolved at `now`: this transaction's (the jobs are paused)."""
+    pairs are the cache rows resolved at `now`: this transaction's (the jobs are paused). Every
+    row of a changed pair fed a deleted key, so it lies in the range just rebuilt: only that
+    range is counted, never the whole history."""
+    changed = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(
+        t_host_site.c.resolved_at == now
+    )
     counts: dict[tuple[str, str], int] = {}
-    for job in jobs:
-        raw = RAW_TABLES[str(job.source)]
-        watermark = watermarks.get(job.name)
-        if watermark is None:
-            continue
+    for source, in_range in ranges.items():
+        raw = source.raw
         for host, domain in (
             (raw.c.client_host, raw.c.client_domain),
             (raw.c.server_host, raw.c.server_domain),
         ):
             h, d = raw_pair_key(host, domain)
             statement = (
-                select(h, d, func.count())
-                .select_from(raw.join(t_host_site, matches_pair(t_host_site, host, domain)))
-                .where(raw.c.insert_date <= watermark, t_host_site.c.resolved_at == now)
-                .group_by(h, d)
+                select(h, d, func.count()).where(in_range, tuple_(h, d).in_(changed)).group_by(h, d)
             )
             for key_h, key_d, n in conn.execute(statement):
                 counts[(key_h, key_d)] = counts.get((key_h, key_d), 0) + n

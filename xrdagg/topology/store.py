@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import InsertIgnoringDuplicates, db_now
+from xrdagg.db.dialect import InsertIgnoringDuplicates, analyze_table, db_now
 from xrdagg.db.tables import (
     NULL_KEY,
     RAW_TABLES,
@@ -192,4 +192,6 @@ def fill_resolution_cache(
             }
         )
     conn.execute(InsertIgnoringDuplicates(t_host_site), values)
+    # The statements that follow join raw rows to the cache: let the planner see its new size.
+    analyze_table(conn, t_host_site)
     return len(values)

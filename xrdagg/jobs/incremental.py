@@ -1,0 +1,122 @@
+"""One incremental window of a 10-minute job: the raw rows with lo < INSERT_DATE <= hi, added
+to the statistics (SPEC §6). The runner owns the transaction and the watermark; this module only
+writes the window's contributions inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+)
+
+from xrdagg.db.dialect import MergeInto
+from xrdagg.db.types import UtcDate
+from xrdagg.jobs import contributions
+from xrdagg.jobs.normalize import is_clock_error
+from xrdagg.jobs.stage import fill_stage, release_stage, staged_bounds, staged_rows
+from xrdagg.sources import Source
+from xrdagg.topology.store import fill_resolution_cache, read_resolver
+
+WINDOW_LO = bindparam("window_lo", type_=UtcDate())
+WINDOW_HI = bindparam("window_hi", type_=UtcDate())
+EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass
+class WindowCounts:
+    """What one window read and wrote."""
+
+    rows_read: int = 0  # valid rows aggregated
+    rows_bad_clock: int = 0  # END_DATE more than a day after INSERT_DATE
+    rows_bad_insert: int = 0  # no INSERT_DATE, END_DATE in the window
+    rows_written: int = 0  # statistics rows inserted or updated
+    new_pairs: int = 0  # (host, domain) pairs resolved for the first time
+
+
+@dataclass(frozen=True)
+class _Statements:
+    # (target, its contribution, the staged column whose minimum is the first bin it writes)
+    merges: tuple[tuple[Table, MergeInto, str], ...]
+    dirty_days: Executable
+    count_clock_errors: Executable
+    count_null_insert: Executable
+
+
+@cache
+def _statements(source: Source) -> _Statements:
+    raw = source.raw
+    stage = staged_rows()
+    merges = [(contributions.stats_avg(stage, source), "first_start_bin")]
+    if source.has_users:
+        merges += [
+            (contributions.user_activity(stage), "first_end_bin"),
+            (contributions.access_pattern(stage), "first_end_bin"),
+        ]
+    merges.append((contributions.msg_rate(stage, source), "first_insert_bin"))
+    window = and_(raw.c.insert_date > WINDOW_LO, raw.c.insert_date <= WINDOW_HI)
+    return _Statements(
+        merges=tuple((m.table, m, first) for m, first in merges),
+        dirty_days=contributions.dirty_days(stage, source),
+        count_clock_errors=select(func.count())
+        .select_from(raw)
+        .where(window, is_clock_error(source)),
+        # A row without INSERT_DATE belongs to no window: it is counted in the window its end
+        # date falls in, so that it shows up once in the run log.
+        count_null_insert=select(func.count())
+        .select_from(raw)
+        .where(
+            raw.c.insert_date.is_(None), raw.c.end_date > WINDOW_LO, raw.c.end_date <= WINDOW_HI
+        ),
+    )
+
+
+def window_condition(source: Source) -> ColumnElement[bool]:
+    """lo < INSERT_DATE <= hi, bound to WINDOW_LO/WINDOW_HI."""
+    raw = source.raw
+    return and_(raw.c.insert_date > WINDOW_LO, raw.c.insert_date <= WINDOW_HI)
+
+
+def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetime) -> WindowCounts:
+    """Add the contributions of the raw rows with lo < INSERT_DATE <= hi to the statistics, in
+    the caller's transaction; returns the counts for the run log."""
+    raw = source.raw
+    params = {"window_lo": lo, "window_hi": hi}
+    counts = WindowCounts()
+    window = and_(raw.c.insert_date > lo, raw.c.insert_date <= hi)
+    counts.new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source.name: window})
+    statements = _statements(source)
+    counts.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
+    counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
+    counts.rows_read = fill_stage(conn, source, window_condition(source), params)
+    if counts.rows_read == 0:
+        return counts
+    bounds = staged_bounds(conn)
+    for table, merge, first in statements.merges:
+        first_bin = EPOCH + timedelta(seconds=int(getattr(bounds, first)))
+        # Nothing at or after the first bin the window writes: no key can collide, so a plain
+        # INSERT does (a first catch-up, or a window of new bins only).
+        statement = merge if _has_rows_from(conn, table, source, first_bin) else merge.as_insert()
+        counts.rows_written += max(conn.execute(statement).rowcount, 0)
+    conn.execute(statements.dirty_days)
+    release_stage(conn)
+    return counts
+
+
+def _has_rows_from(conn: Connection, table: Table, source: Source, first_bin: datetime) -> bool:
+    """Whether `table` holds rows of `source` in bins from `first_bin` on (its key's prefix)."""
+    probe = select(literal(1)).select_from(table).where(table.c.bin_start >= first_bin)
+    if "source" in table.c:
+        probe = probe.where(table.c.source == source.label)
+    return conn.execute(probe.limit(1)).first() is not None
