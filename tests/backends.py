@@ -72,7 +72,7 @@ def _postgres() -> Iterator[Backend]:
         base = container.get_connection_url()
     url = make_url(base).set(drivername="postgresql+psycopg")
     schema = f"xrdagg_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, pool_pre_ping=True)  # survives the restart test
+    admin = create_engine(url, pool_pre_ping=True)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     test_url = url.update_query_dict({"options": f"-csearch_path={schema}"})

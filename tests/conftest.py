@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.backends import Backend, open_backend
-from tests.helpers import Harness
-
-TEST_TOPOLOGY = Path(__file__).parent / "data" / "topology"
+from tests.helpers import TEST_TOPOLOGY, Harness
 
 BACKENDS = [
     "sqlite",

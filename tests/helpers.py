@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +13,17 @@ import pandas as pd
 from sqlalchemy import insert, select
 
 from tests.backends import Backend
+from tests.reference import RefTopology, assert_same, compute
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import RAW_COLUMNS, RAW_TABLES, metadata, t_agent
 from xrdagg.jobs.runner import JobRunner, RunReport
 from xrdagg.jobs.specs import JobSpec, load_job_specs
 from xrdagg.topology.files import read_topology_dir
 from xrdagg.topology.store import load_topology
+
+TEST_TOPOLOGY = Path(__file__).parent / "data" / "topology"
+REF_TOPOLOGY = RefTopology.from_dir(TEST_TOPOLOGY)
+T0 = datetime(2024, 3, 1)  # the day the hand-computed cases (`at`, `fed`) happen on
 
 _ids = itertools.count()
 
@@ -47,6 +54,18 @@ def raw_row(**fields: Any) -> dict[str, Any]:
     assert not unknown, unknown
     row.update(fields)
     return row
+
+
+def at(minutes: float, day: int = 0) -> datetime:
+    return T0 + timedelta(days=day, minutes=minutes)
+
+
+def fed(**fields: Any) -> dict[str, Any]:  # a resolvable FED row: CERN server, BNL client, ATLAS
+    defaults = dict(
+        server_host="eos01", server_domain="cern.ch", client_host="wn1.bnl.gov", client_domain="bnl.gov",
+        user_vo="atlas", user_dn="/CN=alice", read_bytes_at_close=0, end_date=at(30), insert_date=at(31),
+    )  # fmt: skip
+    return raw_row(**{**defaults, **fields})
 
 
 def generated_rows(
@@ -116,3 +135,32 @@ class Harness:
         frame = pd.DataFrame(rows, columns=[c.name for c in table.columns])
         keys = KEYS.get(name, list(frame.columns))
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def check_invariant(db: Harness, rows: list[tuple[str, dict]]) -> None:
+    """SPEC §6: every statistics table equals the from-scratch computation (tests/reference.py)
+    over `rows` (source, raw row) with INSERT_DATE <= the watermarks of fed10 and eos10."""
+    frames = {
+        source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
+        for source in ("fed", "eos")
+    }
+    expected = compute(
+        frames["fed"], frames["eos"], REF_TOPOLOGY, db.watermark("fed10"), db.watermark("eos10")
+    )
+    for table, frame in expected.items():
+        assert_same(db.table(table), frame, KEYS[table], table)
+
+
+def wait_until(
+    predicate: Callable[[], object], *, timeout: float = 30, what: str, interval: float = 0.05
+) -> None:
+    """Poll `predicate` until it is true; after `timeout` seconds fail, saying what was awaited.
+
+    For a test that waits for something to happen (a run, a lock held, a line logged, a server
+    up); a fixed sleep is either too short on a slow machine or a waste on a fast one.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}; it did not happen")
+        time.sleep(interval)

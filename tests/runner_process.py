@@ -1,8 +1,12 @@
-"""`python -m tests.runner_process [--sleep S] [--kill] -- xrdagg args…`
+"""`python -m tests.runner_process [--hold FILE] [--kill] [--kill-in-chunk N] -- xrdagg args…`
 
-Runs the real `xrdagg` command line in this process, with the aggregation of a window made slow
-(--sleep) or followed by SIGKILL before the commit (--kill): how the tests hold a job's lock for
-a while, or crash a run after it wrote everything and committed nothing.
+Runs the real `xrdagg` command line in this process, with each window's aggregation (before the
+run commits) followed by a line `aggregated`, then:
+  --hold FILE        waiting until FILE exists: how the tests keep a job's lock, or a run in
+                     flight, for exactly as long as they need;
+  --kill             SIGKILL: a run that wrote everything and committed nothing;
+  --kill-in-chunk N  SIGKILL inside the N-th chunk of `xrdagg recompute`, written, not committed.
+The functions wrapped are the seams of tests/seams.py.
 """
 
 from __future__ import annotations
@@ -11,45 +15,54 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
-from xrdagg.jobs import runner
+from tests.seams import AGGREGATE_WINDOW, REBUILD_CHUNK, wrap
+
+HOLD_LIMIT_S = 300  # a test that never releases its hold does not leave this process behind
+
+
+def _hold(release: Path) -> None:
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while not release.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"held for {HOLD_LIMIT_S} s and {release} never appeared")
+        time.sleep(0.02)
 
 
 def main() -> None:
     args = sys.argv[1:]
-    sleep, kill, kill_chunk = 0.0, False, 0
+    hold: Path | None = None
+    kill, kill_chunk = False, 0
     while args and args[0] != "--":
         option = args.pop(0)
-        if option == "--sleep":
-            sleep = float(args.pop(0))
+        if option == "--hold":
+            hold = Path(args.pop(0))
         elif option == "--kill":
             kill = True
-        elif option == "--kill-in-chunk":  # SIGKILL inside the N-th recompute chunk
+        elif option == "--kill-in-chunk":
             kill_chunk = int(args.pop(0))
+        else:
+            sys.exit(f"runner_process: unknown option {option}")
     args = args[1:]
-    original = runner.aggregate_window
 
-    def aggregate_window(*a, **kw):  # type: ignore[no-untyped-def]
-        original(*a, **kw)
+    def after_aggregation(_result: object) -> None:
         print("aggregated", flush=True)
-        time.sleep(sleep)
+        if hold is not None:
+            _hold(hold)
         if kill:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    runner.aggregate_window = aggregate_window  # type: ignore[assignment]
+    wrap(*AGGREGATE_WINDOW, after=after_aggregation)
     if kill_chunk:
-        from xrdagg.jobs import recompute
+        chunks = [0]
 
-        rebuild, calls = recompute.rebuild_chunk, [0]
-
-        def rebuild_chunk(*a, **kw):  # type: ignore[no-untyped-def]
-            calls[0] += 1
-            rows = rebuild(*a, **kw)
-            if calls[0] == kill_chunk:  # written, not committed
+        def after_chunk(_rows: object) -> None:
+            chunks[0] += 1
+            if chunks[0] == kill_chunk:  # written, not committed
                 os.kill(os.getpid(), signal.SIGKILL)
-            return rows
 
-        recompute.rebuild_chunk = rebuild_chunk  # type: ignore[assignment]
+        wrap(*REBUILD_CHUNK, after=after_chunk)
     from xrdagg.cli import main as cli_main
 
     cli_main(args)

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from click.testing import CliRunner
 
-from tests.helpers import Harness
+from tests.helpers import Harness, fed
 from xrdagg.cli import iter_commands, main
 
 
@@ -23,8 +23,6 @@ def test_every_command_has_help_with_an_example(name: str, command) -> None:
 
 
 def test_run_prints_one_line_per_job_and_is_idempotent(db: Harness, cli) -> None:
-    from tests.test_spec_cases import fed
-
     db.insert_raw(
         "fed",
         [fed(), fed(end_date=datetime(2024, 3, 1, 1), insert_date=datetime(2024, 3, 1, 1, 1))],
@@ -45,8 +43,6 @@ def test_unknown_job_and_bad_until_are_refused(db: Harness, cli) -> None:
 
 
 def test_check_and_status(db: Harness, cli) -> None:
-    from tests.test_spec_cases import fed
-
     db.insert_raw("fed", [fed(insert_date=None), fed(client_domain="isp.net", client_host="h")])
     assert cli("run", "--until", "2024-03-02").exit_code == 0
     check = cli("check")

@@ -9,13 +9,16 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TEST_TOPOLOGY
-from tests.helpers import KEYS, Harness, generated_rows, raw_row
-from tests.reference import RefTopology, assert_same, compute
-from xrdagg.db.tables import RAW_COLUMNS
+from tests.helpers import (
+    KEYS,
+    TEST_TOPOLOGY,
+    Harness,
+    check_invariant,
+    generated_rows,
+    raw_row,
+)
 
 T0 = datetime(2024, 3, 1)
-REF_TOPOLOGY = RefTopology.from_dir(TEST_TOPOLOGY)
 
 SIDES = [
     ("eos01", "cern.ch"), ("x.pp.rl.ac.uk", None), ("srm", "rl.ac.uk"), ("grid-lab105.desy.de", None),
@@ -125,18 +128,6 @@ def test_statistics_equal_a_from_scratch_computation(db: Harness, case: dict) ->
         db.run("eos10", T0 + timedelta(days=30))
     db.run("daily")
     check_invariant(db, case["rows"])
-
-
-def check_invariant(db: Harness, rows: list[tuple[str, dict]]) -> None:
-    frames = {
-        source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
-        for source in ("fed", "eos")
-    }
-    expected = compute(
-        frames["fed"], frames["eos"], REF_TOPOLOGY, db.watermark("fed10"), db.watermark("eos10")
-    )
-    for table, frame in expected.items():
-        assert_same(db.table(table), frame, KEYS[table], table)
 
 
 def test_a_second_run_with_the_same_until_changes_nothing(db: Harness) -> None:

@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import delete, insert, select
 
-from tests.helpers import Harness, generated_rows
-from tests.test_invariant import check_invariant
+from tests.helpers import Harness, check_invariant, generated_rows
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import (
     t_agent,

@@ -5,22 +5,24 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
 
-from tests.helpers import Harness, raw_row
-from tests.test_invariant import check_invariant
+from tests.helpers import TEST_TOPOLOGY, Harness, check_invariant, raw_row, wait_until
+from tests.own_postgres import own_postgres
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.dialect import db_now
 from xrdagg.db.tables import t_job_run, t_topology_load
+
+SERVICE_SAFETY_LAG_S = 1
 
 FAST_JOBS = """
 [[job]]
@@ -43,23 +45,71 @@ def fast_jobs(tmp_path: Path) -> Path:
     return directory
 
 
-def _serve(db: Harness, jobs_dir: Path, *options: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **db.backend.env,
-        "XRDAGG_JOBS_DIR": str(jobs_dir),
-        "XRDAGG_SAFETY_LAG_SECONDS": "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.runner_process", *options, "--", "serve"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+class Service:
+    """`xrdagg serve` in a process of its own (tests/runner_process.py), its output in a file
+    that the test reads while it runs."""
+
+    def __init__(self, db: Harness, jobs_dir: Path, log: Path, *options: str) -> None:
+        env = {
+            **os.environ,
+            **db.backend.env,
+            "XRDAGG_JOBS_DIR": str(jobs_dir),
+            "XRDAGG_SAFETY_LAG_SECONDS": str(SERVICE_SAFETY_LAG_S),
+        }
+        self.log = log
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.runner_process", *options, "--", "serve"],
+                cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def logged(self, text: str) -> bool:
+        return text in self.output()
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 60) -> str:
+        """Its whole output, once it has exited 0."""
+        self.process.wait(timeout=timeout)
+        output = self.output()
+        assert self.process.returncode == 0, output
+        return output
+
+    def stop(self, timeout: float = 60) -> str:
+        self.terminate()
+        return self.wait(timeout)
+
+
+@pytest.fixture
+def serve(fast_jobs: Path, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Start `xrdagg serve` on a database with the fast jobs; whatever a failed test left
+    running is killed at the end."""
+    services: list[Service] = []
+
+    def start(db: Harness, *options: str) -> Service:
+        service = Service(db, fast_jobs, tmp_path / f"serve-{len(services)}.log", *options)
+        services.append(service)
+        return service
+
+    yield start
+    for service in services:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(timeout=30)
+
+
+def _db_now(db: Harness) -> datetime:
+    with db.engine.connect() as conn:
+        return conn.execute(select(db_now())).scalar_one()
 
 
 def _arrive(db: Harness, count: int, rng: random.Random) -> list[dict]:
     """Rows arriving now: INSERT_DATE is the database's current time, as a collector's."""
-    with db.engine.connect() as conn:
-        now = conn.execute(select(db_now())).scalar_one()
+    now = _db_now(db)
     rows = []
     for _ in range(count):
         end = now - timedelta(seconds=rng.randint(0, 3000))
@@ -73,17 +123,33 @@ def _arrive(db: Harness, count: int, rng: random.Random) -> list[dict]:
     return rows
 
 
-def _stop(process: subprocess.Popen, timeout: float = 60) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output
-    return output
+def _wait_past(db: Harness, rows: list[dict], lag_seconds: float, what: str) -> None:
+    """Until the database clock is more than `lag_seconds` past the last of `rows` arrived."""
+    last = max(r["insert_date"] for r in rows) + timedelta(seconds=lag_seconds)
+    wait_until(lambda: _db_now(db) > last, what=what)
 
 
-def _catch_up(db: Harness) -> None:
-    time.sleep(1.5)  # past the safety lag of the last arrivals
+def _aggregated(db: Harness, rows: list[dict]) -> bool:
+    """Whether fed10's watermark has passed every one of `rows`."""
+    watermark = db.watermark("fed10")
+    return watermark is not None and watermark >= max(r["insert_date"] for r in rows)
+
+
+def _catch_up(db: Harness, rows: list[dict]) -> None:
+    _wait_past(db, rows, 0, "the database clock to pass the last arrival")
     db.run("fed10", datetime(2100, 1, 1))
     db.run("daily")
+
+
+def _ok_runs_by_process(db: Harness, job: str) -> set[int]:
+    with db.engine.connect() as conn:
+        return set(
+            conn.execute(
+                select(t_job_run.c.process_id).where(
+                    t_job_run.c.job_name == job, t_job_run.c.outcome == "OK"
+                )
+            ).scalars()
+        )
 
 
 def _server_only(db: Harness) -> None:
@@ -93,89 +159,85 @@ def _server_only(db: Harness) -> None:
         )
 
 
-def test_two_services_on_one_database_never_count_twice(db: Harness, fast_jobs: Path) -> None:
+def test_two_services_on_one_database_never_count_twice(db: Harness, serve) -> None:
     _server_only(db)
     rng = random.Random(5)
-    first, second = _serve(db, fast_jobs), _serve(db, fast_jobs)
+    first, second = serve(db), serve(db)
     rows = []
+    # The scenario: rows keep arriving, 40 every 0.25 s for 8 s, while both services run.
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
         rows += _arrive(db, 40, rng)
         time.sleep(0.25)
-    time.sleep(2)
-    outputs = [_stop(first), _stop(second)]
-    _catch_up(db)
+    wait_until(
+        lambda: {first.process.pid, second.process.pid} <= _ok_runs_by_process(db, "fed10"),
+        timeout=60,
+        what="both services to have run fed10",
+    )
+    outputs = [first.stop(), second.stop()]
+    _catch_up(db, rows)
     check_invariant(db, [("fed", r) for r in rows])
-    with db.engine.connect() as conn:
-        runs = conn.execute(
-            select(t_job_run.c.process_id, t_job_run.c.outcome).where(
-                t_job_run.c.job_name == "fed10"
-            )
-        ).all()
-    pids = {pid for pid, outcome in runs if outcome == "OK"}
-    assert len(pids) >= 2, "both services should have run the job"
-    assert all("Traceback" not in out for out in outputs)
+    assert all("Traceback" not in out for out in outputs), outputs
 
 
-def test_sigterm_mid_run_lets_the_run_finish(db: Harness, fast_jobs: Path) -> None:
+def test_sigterm_mid_run_lets_the_run_finish(db: Harness, serve, tmp_path: Path) -> None:
     _server_only(db)
     rows = _arrive(db, 200, random.Random(6))
-    time.sleep(1.5)
-    service = _serve(db, fast_jobs, "--sleep", "3")
-    assert service.stdout is not None
-    line = service.stdout.readline()
-    while line and line.strip() != "aggregated":
-        line = service.stdout.readline()
-    assert line.strip() == "aggregated"
-    started = time.monotonic()
-    output = _stop(service)
-    assert time.monotonic() - started < 30
-    assert "stopping: waiting for runs in flight" in output and "stopped" in output
-    assert db.watermark("fed10") is not None  # the run in flight committed
-    _catch_up(db)
-    check_invariant(db, [("fed", r) for r in rows])
-
-
-def _local_cluster() -> tuple[str, str] | None:
-    url = os.environ.get("XRDAGG_TEST_POSTGRES_URL", "")
-    if "127.0.0.1" not in url and "localhost" not in url:
-        return None
-    if (
-        not shutil.which("pg_ctlcluster")
-        or not Path("/etc/postgresql").is_dir()
-        or os.geteuid() != 0
-    ):
-        return None
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return version, "main"
-
-
-def test_a_database_restart_is_survived_and_caught_up(db: Harness, fast_jobs: Path) -> None:
-    if db.dialect != "postgresql":
-        pytest.skip("restarts the local PostgreSQL server")
-    cluster = _local_cluster()
-    if cluster is None:
-        pytest.skip(
-            "needs the machine's own PostgreSQL cluster (pg_ctlcluster, root) to restart it"
-        )
-    rng = random.Random(7)
-    service = _serve(db, fast_jobs)
-    rows = _arrive(db, 100, rng)
-    time.sleep(3)
-    control = ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster]
-    subprocess.run([*control, "stop", "-m", "fast"], check=True)
+    _wait_past(db, rows, SERVICE_SAFETY_LAG_S, "the arrivals to be older than the safety lag")
+    release = tmp_path / "release"
+    service = serve(db, "--hold", str(release))  # each run waits before its commit for `release`
     try:
-        time.sleep(5)
+        wait_until(
+            lambda: service.logged("aggregated"), timeout=60, what="the service's first fed10 run"
+        )
+        service.terminate()
+        wait_until(
+            lambda: service.logged("stopping: waiting for runs in flight"),
+            what="the service to log that it is stopping",
+        )
+        assert service.process.poll() is None  # the run in flight keeps it
+        assert db.watermark("fed10") is None  # and has not committed yet
     finally:
-        subprocess.run([*control, "start"], check=True)
-    time.sleep(1)
-    rows += _arrive(db, 100, rng)
-    time.sleep(8)  # the service's backoff, then a run
-    output = _stop(service)
-    assert "database unreachable, retrying" in output
-    assert service.returncode == 0
-    _catch_up(db)
+        release.touch()
+    output = service.wait(timeout=30)
+    assert "stopped" in output
+    assert db.watermark("fed10") is not None  # the run in flight committed
+    _catch_up(db, rows)
     check_invariant(db, [("fed", r) for r in rows])
+
+
+@pytest.mark.postgres
+def test_a_database_restart_is_survived_and_caught_up(serve) -> None:
+    # A server of its own: stopping the shared one would cut off everyone else using it.
+    with own_postgres() as (server, backend):
+        db = Harness(backend)
+        db.load_topology(TEST_TOPOLOGY)
+        rng = random.Random(7)
+        service = serve(db)
+        rows = _arrive(db, 100, rng)
+        wait_until(
+            lambda: _aggregated(db, rows),
+            timeout=60,
+            what="the service to aggregate the first arrivals",
+        )
+        server.stop()
+        try:
+            wait_until(
+                lambda: service.logged("database unreachable, retrying"),
+                timeout=60,
+                what="the service to log that the database is unreachable",
+            )
+        finally:
+            server.start()
+        rows += _arrive(db, 100, rng)
+        wait_until(
+            lambda: _aggregated(db, rows),
+            timeout=120,  # the service's backoff (2 s, 4 s, …), then a run
+            what="the service to catch up after the restart",
+        )
+        service.stop()
+        _catch_up(db, rows)
+        check_invariant(db, [("fed", r) for r in rows])
 
 
 def test_status_exit_codes(db: Harness, cli) -> None:

@@ -6,22 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.helpers import Harness, raw_row
+from tests.helpers import T0, Harness, at, fed
 
-T0 = datetime(2024, 3, 1)
 UNTIL = datetime(2024, 4, 1)
-
-
-def at(minutes: float, day: int = 0) -> datetime:
-    return T0 + timedelta(days=day, minutes=minutes)
-
-
-def fed(**fields):  # a resolvable FED row: CERN server, BNL client, ATLAS
-    defaults = dict(
-        server_host="eos01", server_domain="cern.ch", client_host="wn1.bnl.gov", client_domain="bnl.gov",
-        user_vo="atlas", user_dn="/CN=alice", read_bytes_at_close=0, end_date=at(30), insert_date=at(31),
-    )  # fmt: skip
-    return raw_row(**{**defaults, **fields})
 
 
 def run_fed(db: Harness, *rows) -> None:

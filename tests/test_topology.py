@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import TEST_TOPOLOGY
-from tests.helpers import Harness
+from tests.helpers import TEST_TOPOLOGY, Harness, fed
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import t_domain_site, t_topology
 from xrdagg.errors import TopologyError
@@ -133,8 +132,6 @@ def test_resolve_and_unresolved_commands(db: Harness, cli) -> None:
             "topology", "resolve", "h", "--domain", "cern.ch", "--server-site", "T2_CH_CERN"
         ).output
     )
-    from tests.test_spec_cases import fed
-
     db.insert_raw(
         "fed",
         [

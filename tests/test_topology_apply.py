@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.conftest import TEST_TOPOLOGY
-from tests.helpers import KEYS, Harness, raw_row
+from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, raw_row
 from tests.reference import RefTopology, assert_same, compute
 from xrdagg.db.tables import RAW_COLUMNS
 

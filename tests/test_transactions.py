@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import text
 
-from tests.helpers import KEYS, Harness, generated_rows
-from tests.test_invariant import check_invariant
+from tests.helpers import KEYS, Harness, check_invariant, generated_rows, wait_until
 from xrdagg.config import PROJECT_ROOT
 
 T0 = datetime(2024, 3, 1)
@@ -25,8 +25,12 @@ def _load_sample(db: Harness, rows: int = 2000) -> list[dict]:
     return records
 
 
-def _xrdagg(db: Harness, *args: str, sleep: float = 0, kill: bool = False) -> subprocess.Popen:
-    options = ["--sleep", str(sleep)] + (["--kill"] if kill else [])
+def _xrdagg(
+    db: Harness, *args: str, hold: Path | None = None, kill: bool = False
+) -> subprocess.Popen:
+    """`xrdagg ARGS…` in a process of its own; with `hold`, its run stops before the commit
+    until that file exists (tests/runner_process.py)."""
+    options = (["--hold", str(hold)] if hold else []) + (["--kill"] if kill else [])
     env = {**os.environ, **db.backend.env, "XRDAGG_SAFETY_LAG_SECONDS": "0"}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.runner_process", *options, "--", *args],
@@ -35,9 +39,25 @@ def _xrdagg(db: Harness, *args: str, sleep: float = 0, kill: bool = False) -> su
 
 
 def _wait_for_aggregation(process: subprocess.Popen) -> None:
+    """Until the process's run has aggregated its window: it holds the job's lock then."""
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line.strip() == "aggregated", line + process.stdout.read()
+
+
+def _someone_waits_on_a_lock_here(db: Harness) -> bool:
+    """Whether a session waits on a lock while it holds one on a table of this test's schema."""
+    with db.engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
+                    "AND a.pid <> pg_backend_pid() AND EXISTS (SELECT 1 FROM pg_locks l "
+                    "JOIN pg_class c ON c.oid = l.relation WHERE l.pid = a.pid "
+                    "AND c.relnamespace = current_schema()::regnamespace)"
+                )
+            ).scalar_one()
+        )
 
 
 def test_a_run_killed_before_commit_leaves_stats_and_watermark_as_they_were(db: Harness) -> None:
@@ -58,13 +78,17 @@ def test_a_run_killed_before_commit_leaves_stats_and_watermark_as_they_were(db: 
 
 
 def test_a_second_runner_of_the_same_job_is_refused_and_nothing_is_counted_twice(
-    db: Harness,
+    db: Harness, tmp_path: Path
 ) -> None:
     rows = _load_sample(db)
-    first = _xrdagg(db, "run", "fed10", "--until", UNTIL, sleep=4)
-    _wait_for_aggregation(first)  # it holds the job's T_AGENT row now
-    second = _xrdagg(db, "run", "fed10", "--until", UNTIL)
-    output, _ = second.communicate(timeout=60)
+    release = tmp_path / "release"
+    first = _xrdagg(db, "run", "fed10", "--until", UNTIL, hold=release)
+    try:
+        _wait_for_aggregation(first)  # it holds the job's T_AGENT row now, until released
+        second = _xrdagg(db, "run", "fed10", "--until", UNTIL)
+        output, _ = second.communicate(timeout=60)
+    finally:
+        release.touch()
     assert second.returncode == 75, output
     assert "fed10: skipped: job fed10 is" in output
     if db.dialect != "sqlite":  # SQLite cannot tell who holds its database lock
@@ -74,17 +98,27 @@ def test_a_second_runner_of_the_same_job_is_refused_and_nothing_is_counted_twice
     check_invariant(db, [("fed", r) for r in rows])
 
 
-def test_a_waiting_runner_proceeds_after_the_holder_without_double_counting(db: Harness) -> None:
+def test_a_waiting_runner_proceeds_after_the_holder_without_double_counting(
+    db: Harness, tmp_path: Path
+) -> None:
     if db.dialect == "sqlite":
         pytest.skip("waiting on the lock is a row-lock feature; SQLite serialises writers anyway")
     rows = _load_sample(db)
-    first = _xrdagg(db, "run", "fed10", "--until", UNTIL, sleep=3)
-    _wait_for_aggregation(first)
-    started = time.monotonic()
-    second = _xrdagg(db, "run", "fed10", "--until", UNTIL, "--wait")
+    release = tmp_path / "release"
+    first = _xrdagg(db, "run", "fed10", "--until", UNTIL, hold=release)
+    try:
+        _wait_for_aggregation(first)
+        second = _xrdagg(db, "run", "fed10", "--until", UNTIL, "--wait")
+        wait_until(
+            lambda: _someone_waits_on_a_lock_here(db) or second.poll() is not None,
+            timeout=60,
+            what="the second runner to wait on the first one's lock",
+        )
+        assert second.poll() is None, second.communicate()[0]  # it waits for the holder
+    finally:
+        release.touch()
     output, _ = second.communicate(timeout=60)
     assert second.returncode == 0, output
-    assert time.monotonic() - started > 1  # it did wait for the holder
     assert "nothing new" in output  # the holder's window was already done
     assert first.wait(timeout=60) == 0
     db.run("daily")
