@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 # The seams, in one place: (module, function). Rename here when the engine renames them.
-AGGREGATE_WINDOW = ("xrdagg.jobs.runner", "aggregate_window")  # a job run, before its commit
+AGGREGATE_WINDOW = ("xrdagg.jobs.incremental", "aggregate_window")  # a job run, before its commit
 REBUILD_CHUNK = ("xrdagg.jobs.recompute", "rebuild_chunk")  # one recompute chunk, before commit
 SEAMS = (AGGREGATE_WINDOW, REBUILD_CHUNK)
 
