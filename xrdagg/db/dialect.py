@@ -259,7 +259,10 @@ class MergeInto(Executable, ClauseElement):
         """The same rows as a plain INSERT … SELECT: for a target range known to be empty (a
         recompute chunk after its DELETE, a first catch-up), where matching keys costs for
         nothing. Oracle can make it a direct-path insert; PostgreSQL skips the conflict probe."""
-        return self.table.insert().from_select(self.columns, self.source)
+        # In key order: the primary key index is then filled left to right (measured: a fifth
+        # less time for 60k rows into T_STATS_AVG's seven-column key on PostgreSQL).
+        ordered = self.source.order_by(*(self.source.selected_columns[k] for k in self.keys))
+        return self.table.insert().from_select(self.columns, ordered)
 
 
 def _null_aware(op: str, old: str, new: str) -> str:
@@ -400,6 +403,28 @@ def lock_row(conn: Connection, table: Table, condition: ColumnElement[bool], *, 
     )
 
 
+def claim_first(conn: Connection, candidates: Select[Any], scope: ColumnElement[bool]) -> Any:
+    """The first row of `candidates` that no other transaction has locked, locked for the rest
+    of this transaction; None when every candidate is taken or there is none.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED LIMIT 1. Oracle: FOR UPDATE SKIP LOCKED without a row
+    limit (Oracle refuses FETCH FIRST with FOR UPDATE, and ROWNUM is assigned before rows are
+    skipped), fetching one row at a time: Oracle locks rows as they are fetched. SQLite has no
+    row locks: the database write lock is taken first (a no-op UPDATE of the rows in `scope`),
+    so that claimers run one after the other and each sees the others' claims committed.
+    """
+    table = candidates.get_final_froms()[0]
+    if conn.dialect.name == "sqlite":
+        lock_row(conn, table, scope, wait=True)  # type: ignore[arg-type]
+        return conn.execute(candidates.limit(1)).first()
+    locked = candidates.with_for_update(skip_locked=True)
+    if conn.dialect.name == "oracle":
+        result = conn.execution_options(yield_per=1).execute(locked)
+        row = result.first()  # fetched alone: no further row is locked
+        return row
+    return conn.execute(locked.limit(1)).first()
+
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_NOWAIT_MS = 1_000  # SQLite cannot fail at once; a second is "busy" for it
 
@@ -407,13 +432,9 @@ SQLITE_NOWAIT_MS = 1_000  # SQLite cannot fail at once; a second is "busy" for i
 # --- staging tables ------------------------------------------------------------------------------
 
 
-class clear_table(Executable, ClauseElement):  # noqa: N801 - reads as the statement it renders
-    """Remove every row of a session-private staging table, inside the current transaction.
-
-    TRUNCATE on PostgreSQL (a temporary table's TRUNCATE is transactional and instant); DELETE
-    elsewhere: SQLite turns an unqualified DELETE into a truncate, and on Oracle TRUNCATE is DDL,
-    which would commit the job's transaction.
-    """
+class clear_stage(Executable, ClauseElement):  # noqa: N801 - reads as the statement it renders
+    """Drop this session's staging table (PostgreSQL, SQLite), or empty it (Oracle's global
+    temporary table is part of the schema; TRUNCATE is DDL there and would commit the job)."""
 
     inherit_cache = True
     _traverse_internals = [("table", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
@@ -422,14 +443,47 @@ class clear_table(Executable, ClauseElement):  # noqa: N801 - reads as the state
         self.table = table
 
 
-@compiles(clear_table)
-def _clear_delete(element: clear_table, compiler: Any, **kw: Any) -> str:
+@compiles(clear_stage)
+def _clear_stage_drop(element: clear_stage, compiler: Any, **kw: Any) -> str:
+    return f"DROP TABLE IF EXISTS {compiler.preparer.format_table(element.table)}"
+
+
+@compiles(clear_stage, "oracle")
+def _clear_stage_delete(element: clear_stage, compiler: Any, **kw: Any) -> str:
     return f"DELETE FROM {compiler.preparer.format_table(element.table)}"
 
 
-@compiles(clear_table, "postgresql")
-def _clear_truncate(element: clear_table, compiler: Any, **kw: Any) -> str:
-    return f"TRUNCATE {compiler.preparer.format_table(element.table)}"
+class fill_stage_as(Executable, ClauseElement):  # noqa: N801
+    """Fill a staging table from a SELECT whose column names are the table's.
+
+    PostgreSQL: CREATE TEMPORARY TABLE … ON COMMIT DROP AS SELECT, because PostgreSQL runs a
+    CREATE TABLE AS in parallel workers and never an INSERT … SELECT; SQLite: CREATE TEMPORARY
+    TABLE … AS SELECT; Oracle: INSERT into the migrations' global temporary table.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012
+        ("table", InternalTraversal.dp_clauseelement),
+        ("source", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, table: Table, source: Select[Any]) -> None:
+        self.table = table
+        self.source = source
+
+
+@compiles(fill_stage_as)
+def _fill_stage_create(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
+    target = compiler.preparer.format_table(element.table)
+    on_commit = " ON COMMIT DROP" if compiler.dialect.name == "postgresql" else ""
+    return f"CREATE TEMPORARY TABLE {target}{on_commit} AS {compiler.process(element.source, **kw)}"
+
+
+@compiles(fill_stage_as, "oracle")
+def _fill_stage_insert(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
+    target = compiler.preparer.format_table(element.table)
+    columns = ", ".join(compiler.preparer.quote(c.name) for c in element.source.selected_columns)
+    return f"INSERT INTO {target} ({columns}) {compiler.process(element.source, **kw)}"
 
 
 def analyze_table(conn: Connection, table: Table) -> None:

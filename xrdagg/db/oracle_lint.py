@@ -84,7 +84,9 @@ def lint_ddl(script: str) -> list[str]:
         if not statement.strip():
             continue
         problems += [f"{why}: {statement.strip()[:80]}" for why in lint_sql(statement)]
-        for kind, name in re.findall(r"CREATE (?:GLOBAL TEMPORARY )?(TABLE|INDEX) (\w+)", statement):
+        for kind, name in re.findall(
+            r"CREATE (?:GLOBAL TEMPORARY )?(TABLE|INDEX) (\w+)", statement
+        ):
             problems += name_problems(kind.lower(), name)
         for name in re.findall(r"^[ \t]+(\w+) [A-Z]", statement, re.M):
             # Clause keywords, not columns (ON: a temporary table's ON COMMIT DELETE ROWS).

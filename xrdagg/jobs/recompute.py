@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import db_now, lock_row
+from xrdagg.db.dialect import claim_first, db_now, lock_row
 from xrdagg.db.tables import (
     BIN_SECONDS,
     MAX_TRANSFER_SECONDS,
@@ -168,8 +170,26 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
     return rows
 
 
+def _pause_label(recompute_id: int) -> str:
+    return f"recompute {recompute_id}"
+
+
 def _epoch(value: datetime) -> int:
     return int((value - datetime(1970, 1, 1)).total_seconds())
+
+
+def claim_next_chunk(conn: Connection, recompute_id: int) -> Any:
+    """Lock and return the next PENDING chunk of the recompute that no other transaction holds
+    (None when there is none), for the rest of the caller's transaction."""
+    pending = (
+        select(t_recompute_chunk)
+        .where(
+            t_recompute_chunk.c.recompute_id == recompute_id,
+            t_recompute_chunk.c.state == "PENDING",
+        )
+        .order_by(t_recompute_chunk.c.chunk_start, t_recompute_chunk.c.job_name)
+    )
+    return claim_first(conn, pending, t_recompute_chunk.c.recompute_id == recompute_id)
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -311,7 +331,9 @@ class Recompute:
         return row.recompute_id, chunks
 
     def _pause(self, recompute_id: int) -> None:
-        pause_jobs(self.engine, self.jobs, f"recompute {recompute_id} on {self.host}")
+        # The same label from every host that joins the recompute: whichever finishes it
+        # resumes the jobs (its host is in the ledger).
+        pause_jobs(self.engine, self.jobs, _pause_label(recompute_id))
 
     def watermarks(self) -> dict[str, datetime | None]:
         with self.engine.connect() as conn:
@@ -326,47 +348,79 @@ class Recompute:
         workers: int = 1,
         progress: ProgressCallback | None = None,
     ) -> list[ChunkResult]:
-        """Rebuild every chunk; then finish the recompute (unpause the jobs)."""
+        """Rebuild chunks of the recompute until none is left to take; then finish it (unpause
+        the jobs) if no chunk is left at all.
+
+        Chunks are taken from the ledger, not from `chunks` (which only sizes the progress): each
+        worker, here or in a `recompute --resume` on another host, locks the next PENDING chunk
+        with SKIP LOCKED for the length of the transaction that rebuilds it, so each chunk is
+        rebuilt by exactly one of them, and a worker that dies hands its chunk back by rolling
+        back.
+        """
         watermarks = self.watermarks()
+        sources = {j.name: str(j.source) for j in self.jobs}
         results: list[ChunkResult] = []
+        lock = threading.Lock()
 
-        def one(chunk: Chunk) -> ChunkResult:
-            started = time.monotonic()
-            # A job that never ran counts no row: its chunk is only cleared.
-            watermark = watermarks.get(chunk.job) or BEGINNING
-            with self.engine.begin() as conn:
-                rows = rebuild_chunk(conn, chunk, watermark)
-                duration = time.monotonic() - started
-                conn.execute(
-                    update(t_recompute_chunk)
-                    .where(
-                        t_recompute_chunk.c.recompute_id == recompute_id,
-                        t_recompute_chunk.c.job_name == chunk.job,
-                        t_recompute_chunk.c.chunk_start == chunk.start,
+        def work() -> None:
+            while True:
+                started = time.monotonic()
+                with self.engine.begin() as conn:
+                    claimed = claim_next_chunk(conn, recompute_id)
+                    if claimed is None:
+                        return
+                    chunk = Chunk(
+                        claimed.job_name,
+                        sources[claimed.job_name],
+                        claimed.chunk_start,
+                        claimed.chunk_end,
+                        claimed.rows_read or 0,
                     )
-                    .values(
-                        state="DONE",
-                        rows_read=rows,
-                        duration_s=round(duration, 3),
-                        finished_at=db_now(),
+                    # A job that never ran counts no row: its chunk is only cleared.
+                    rows = rebuild_chunk(conn, chunk, watermarks.get(chunk.job) or BEGINNING)
+                    duration = time.monotonic() - started
+                    conn.execute(
+                        update(t_recompute_chunk)
+                        .where(
+                            t_recompute_chunk.c.recompute_id == recompute_id,
+                            t_recompute_chunk.c.job_name == chunk.job,
+                            t_recompute_chunk.c.chunk_start == chunk.start,
+                        )
+                        .values(
+                            state="DONE",
+                            rows_read=rows,
+                            duration_s=round(duration, 3),
+                            finished_at=db_now(),
+                        )
                     )
-                )
-            return ChunkResult(chunk, rows, duration)
-
-        if workers <= 1:
-            for chunk in chunks:
-                results.append(one(chunk))
-                if progress:
-                    progress(results[-1], len(results), len(chunks))
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recompute") as pool:
-                futures = [pool.submit(one, c) for c in chunks]
-                for future in as_completed(futures):
-                    results.append(future.result())
+                with lock:
+                    results.append(ChunkResult(chunk, rows, duration))
                     if progress:
                         progress(results[-1], len(results), len(chunks))
-        self.finish(recompute_id)
+
+        if workers <= 1:
+            work()
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recompute") as pool:
+                for future in [pool.submit(work) for _ in range(workers)]:
+                    future.result()
+        if self.pending(recompute_id) == 0:
+            self.finish(recompute_id)
         return results
+
+    def pending(self, recompute_id: int) -> int:
+        """Chunks of the recompute not done yet (PENDING, or being rebuilt elsewhere)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(t_recompute_chunk)
+                    .where(
+                        t_recompute_chunk.c.recompute_id == recompute_id,
+                        t_recompute_chunk.c.state != "DONE",
+                    )
+                ).scalar_one()
+            )
 
     def finish(self, recompute_id: int) -> None:
         with self.engine.begin() as conn:
@@ -375,7 +429,7 @@ class Recompute:
                 .where(t_recompute.c.recompute_id == recompute_id)
                 .values(state="DONE", finished_at=db_now())
             )
-            resume_jobs(conn, f"recompute {recompute_id} on {self.host}")
+            resume_jobs(conn, _pause_label(recompute_id))
 
     def interrupted(self, recompute_id: int) -> None:
         """Ctrl-C or an error: the done chunks stay (each kept the invariant); the jobs stay

@@ -5,10 +5,11 @@ its raw rows once, into the session-private table `t_stage_norm`, and every stat
 then reads that table instead of re-reading raw rows and re-joining the resolution cache. This is
 what makes a run cost a few passes over narrow rows rather than six joins over the raw table.
 
-`t_stage_norm` is a TEMPORARY table on PostgreSQL and SQLite, created per connection on first
-use, and a GLOBAL TEMPORARY table (ON COMMIT DELETE ROWS) on Oracle, created by the migrations:
-either way each session sees only its own rows, so concurrent jobs and recompute workers never
-meet in it. It is emptied before each fill, and at commit on Oracle and PostgreSQL.
+`t_stage_norm` is a TEMPORARY table created by each fill (CREATE TABLE AS, dropped at commit on
+PostgreSQL, by `release_stage` on SQLite), and a GLOBAL TEMPORARY table (ON COMMIT DELETE ROWS)
+on Oracle, created by the migrations: either way each session sees only its own rows, so
+concurrent jobs and recompute workers never meet in it. The Table below only names its columns
+for the statements that read it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.schema import CreateTable
 
-from xrdagg.db.dialect import analyze_table, clear_table, floor_to, tune_for_aggregation
+from xrdagg.db.dialect import (
+    analyze_table,
+    clear_stage,
+    fill_stage_as,
+    floor_to,
+    tune_for_aggregation,
+)
 from xrdagg.db.tables import BIN_SECONDS, DOMAIN_LEN, SITE_LEN, USER_LEN, VO_LEN
 from xrdagg.db.types import Number, RawNumber, Text
 from xrdagg.jobs.normalize import clipped_start, normalized_rows
@@ -60,16 +66,7 @@ t_stage_norm = Table(
     Column("write_ops", Number(), nullable=False),
     Column("read_min", RawNumber()),
     Column("read_max", RawNumber()),
-    prefixes=["TEMPORARY"],
 )
-
-
-def ensure_stage(conn: Connection) -> None:
-    """Create this session's staging table if it has none yet (Oracle: the migrations' GTT)."""
-    # IF NOT EXISTS costs a catalogue look-up; remembering "created" per connection would be
-    # wrong after a rolled-back transaction, which takes a PostgreSQL temporary table with it.
-    if conn.dialect.name != "oracle":
-        conn.execute(CreateTable(t_stage_norm, if_not_exists=True))
 
 
 def fill_stage(
@@ -80,13 +77,9 @@ def fill_stage(
 
     The resolution cache must already hold every (host, domain) pair of those rows.
     """
-    ensure_stage(conn)
     tune_for_aggregation(conn)
-    conn.execute(clear_table(t_stage_norm))
-    norm = normalized_rows(source, condition)
-    conn.execute(
-        t_stage_norm.insert().from_select(list(norm.selected_columns.keys()), norm), params
-    )
+    conn.execute(clear_stage(t_stage_norm))
+    conn.execute(fill_stage_as(t_stage_norm, normalized_rows(source, condition)), params)
     # The planner knows nothing of a fresh temporary table: without statistics PostgreSQL guesses
     # a few hundred rows and picks nested loops for the spread join.
     analyze_table(conn, t_stage_norm)
@@ -120,5 +113,5 @@ def staged_bounds(conn: Connection) -> Any:
 
 
 def release_stage(conn: Connection) -> None:
-    """Empty the staged rows now (SQLite keeps temporary rows past the commit)."""
-    conn.execute(clear_table(t_stage_norm))
+    """Drop (or empty) the staged rows now: SQLite keeps a temporary table past the commit."""
+    conn.execute(clear_stage(t_stage_norm))

@@ -81,6 +81,7 @@ class Resolver:
         aliases: Mapping[str, str],
     ) -> None:
         self._patterns = [(p, p.compiled()) for p in patterns]
+        self._any_pattern = _any_of(self._patterns)
         self._domain_map = dict(domain_map)
         self._aliases = {k.upper(): v for k, v in aliases.items()}
 
@@ -113,6 +114,8 @@ class Resolver:
 
     def _best_pattern(self, fqdn: str) -> Pattern | None:
         """Longest matched text wins, then the longer pattern, then the lower rule id."""
+        if self._any_pattern is not None and self._any_pattern.search(fqdn) is None:
+            return None  # most hosts match no pattern: one search instead of one per pattern
         best: tuple[int, int, int] | None = None
         winner: Pattern | None = None
         for pattern, regex in self._patterns:
@@ -123,3 +126,11 @@ class Resolver:
             if best is None or rank > best:
                 best, winner = rank, pattern
         return winner
+
+
+def _any_of(patterns: list[tuple[Pattern, re.Pattern[str]]]) -> re.Pattern[str] | None:
+    """One regular expression that matches where any of `patterns` matches, or None when they
+    cannot be combined: an alternation renumbers groups, which a backreference would notice."""
+    if not patterns or any(re.search(r"\\[1-9]|\(\?P=", p.pattern) for p, _ in patterns):
+        return None
+    return re.compile("|".join(f"(?:{p.pattern})" for p, _ in patterns), re.IGNORECASE)

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
-    Subquery,
     and_,
     delete,
     exists,
@@ -142,10 +142,13 @@ def matches_pair(cache: Any, host: Any, domain: Any) -> ColumnElement[bool]:
     return and_(cache.c.host_key == host_key, cache.c.domain_key == domain_key)
 
 
-def raw_pairs(where: dict[str, ColumnElement[bool]]) -> Subquery:
-    """Distinct (host_key, domain_key) of both sides of the raw rows selected by `where`.
+def uncached_pairs(where: dict[str, ColumnElement[bool]]) -> CompoundSelect:
+    """Distinct (host_key, domain_key) of both sides of the raw rows selected by `where` that
+    the resolution cache does not hold yet. `where` maps a source ('fed', 'eos') to the
+    condition on its raw table.
 
-    `where` maps a source ('fed', 'eos') to the condition on its raw table.
+    Each side is anti-joined to the cache before the distinct: once the cache is warm almost
+    every row drops out there, and the distinct sees only the few new pairs.
     """
     parts = []
     for source, condition in where.items():
@@ -156,22 +159,19 @@ def raw_pairs(where: dict[str, ColumnElement[bool]]) -> Subquery:
         ):
             host_key, domain_key = raw_pair_key(host, domain)
             parts.append(
-                select(host_key.label("host_key"), domain_key.label("domain_key")).where(condition)
+                select(host_key.label("host_key"), domain_key.label("domain_key")).where(
+                    condition, ~exists().where(matches_pair(t_host_site, host, domain))
+                )
             )
-    return union(*parts).subquery("pairs")
+    return union(*parts)
 
 
 def fill_resolution_cache(
     conn: Connection, resolver: Resolver, where: dict[str, ColumnElement[bool]]
 ) -> int:
-    """Resolve and cache every raw (host, domain) pair of the selected rows not cached yet."""
-    pairs = raw_pairs(where)
-    missing = select(pairs.c.host_key, pairs.c.domain_key).where(
-        ~exists().where(
-            t_host_site.c.host_key == pairs.c.host_key,
-            t_host_site.c.domain_key == pairs.c.domain_key,
-        )
-    )
+    """Resolve and cache every raw (host, domain) pair of the selected rows not cached yet;
+    returns how many were added."""
+    missing = uncached_pairs(where)
     rows = conn.execute(missing).all()
     if not rows:
         return 0
