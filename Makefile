@@ -29,7 +29,7 @@ typecheck: $(BIN)/xrdagg
 	$(BIN)/mypy xrdagg
 
 bench: $(BIN)/xrdagg
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --write docs/benchmarks.md $(BENCH_ARGS)
 
 ## Regenerate the reviewed Oracle DDL in sql/ from the migrations.
 oracle-sql: $(BIN)/xrdagg

@@ -6,11 +6,24 @@ Zipf-skewed users and servers, transfer durations from seconds to hours (some ov
 clip), arrival delays from seconds to days, and a small share of every oddity SPEC §2 and §6 name:
 NULL or inverted start dates, negative byte counts, empty domains and VOs, SERVER_SITE given as a
 CMS name, NULL INSERT_DATE, and END_DATE far after INSERT_DATE (a collector's clock error).
+
+Two mixes of keys (who reads what from where), with the same oddities:
+
+- ``realistic`` (the default): traffic comes from *tasks* (a user's jobs at one client site
+  reading from one server for a few hours). Each user belongs to one VO, a few production
+  accounts run most tasks, most tasks read from a few big servers and close to home, and a share
+  of clients are opportunistic resources whose domains no topology knows. A collector that was
+  down catches up all at once. Calibrated on a real CMS AAA day (113,815 rows): T_STATS_AVG,
+  T_USER_ACTIVITY, T_STATS_ACCESS_PATTERN and T_MSG_RATE get about 0.21, 0.042, 0.021 and 0.009
+  rows per raw row (`python -m bench.ratios` measures them).
+- ``worst``: every key drawn independently per row (users, VO, server, client), which makes
+  almost one statistics row per raw row: the worst case for the engine, kept for benchmarks.
+  With the same seed it gives exactly the rows this module gave before mixes existed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -37,11 +50,16 @@ CLIENT_DOMAINS = [
 ]  # fmt: skip
 VOS = ["atlas", "cms", "cms", "atlas", "lhcb", "ATLAS", "CMS", "alice"]
 SERVER_SITE_NAMES = ["T2_CH_CERN", "T2_US_Nebraska", "T1_FR_CCIN2P3", "T2_XX_Unlisted"]
+# Realistic mix: the SERVER_SITE a server's collector sends (always the same for one server).
+SERVER_SITE_OF = {"cern.ch": "T2_CH_CERN", "unl.edu": "T2_US_Nebraska", "in2p3.fr": "T1_FR_CCIN2P3"}
+# Realistic mix: suffixes of the opportunistic clients' domains (cloud, HPC, home), unresolved.
+POOL_SUFFIXES = ["cloud-provider.com", "isp-customer.net", "hpc-centre.example.org"]
+MIXES = ("realistic", "worst")
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Shares of each oddity, per row."""
+    """Shares of each oddity, per row, and the mix of keys (see the module's docstring)."""
 
     null_start: float = 0.01
     start_after_end: float = 0.005
@@ -55,6 +73,33 @@ class Profile:
     clock_error: float = 0.002
     late_arrival: float = 0.03
 
+    mix: str = "realistic"
+    # The realistic mix (the worst one draws 300 users, Zipf 1.2, and everything else per row).
+    users: int = 120
+    user_exponent: float = 1.6  # of tasks per user: production accounts run most of them
+    tasks_per_day: float = 70.0
+    task_hours: float = 3.0  # median length of a task; lognormal
+    server_exponent: float = 1.6  # tasks per server: a few big storage sites serve most reads
+    client_exponent: float = 1.2  # remote tasks per client site
+    local_share: float = 0.5  # tasks whose clients are at the server's own domain
+    pool_tasks: float = 0.2  # tasks on opportunistic clients: one unresolved domain each row
+    pool_share: float = 0.08  # rows of those tasks (when one is running)
+    pool_domains: int = 20_000
+    catch_up_hours: float = 6.0  # a late row arrives at the next of these catch-ups
+
+    def __post_init__(self) -> None:
+        if self.mix not in MIXES:
+            raise ValueError(f"unknown mix {self.mix!r}: one of {', '.join(MIXES)}")
+
+    @classmethod
+    def realistic(cls) -> Profile:
+        return cls(mix="realistic")
+
+    @classmethod
+    def worst_case(cls) -> Profile:
+        """Every key drawn independently per row: about one statistics row per raw row."""
+        return cls(mix="worst")
+
 
 def generate(
     rows: int,
@@ -64,9 +109,14 @@ def generate(
     seed: int = 0,
     source: str = "fed",
     profile: Profile | None = None,
+    mix: str | None = None,
 ) -> pd.DataFrame:
-    """`rows` raw records whose transfers end in [start, start + days), with RAW_COLUMNS."""
+    """`rows` raw records whose transfers end in [start, start + days), with RAW_COLUMNS.
+
+    `mix` ("realistic", the default, or "worst") overrides the profile's."""
     p = profile or Profile()
+    if mix is not None:
+        p = replace(p, mix=mix)
     rng = np.random.default_rng(seed)
     n = rows
     span = days * 86400.0
@@ -85,19 +135,33 @@ def generate(
     late = rng.random(n) < p.late_arrival
     delay[late] = np.round(rng.uniform(600, 3 * 86400, late.sum()))  # a collector catching up
     insert_s = end_s + delay
+    if p.mix == "realistic":
+        # A collector that was down sends its backlog at once: the next catch-up after the row.
+        step = p.catch_up_hours * 3600
+        insert_s[late] = t0 + np.ceil((insert_s[late] - t0) / step) * step
     clock = rng.random(n) < p.clock_error
     insert_s[clock] = end_s[clock] - np.round(rng.uniform(1.1, 5, clock.sum()) * 86400)
 
-    server = _zipf_choice(rng, len(SERVER_DOMAINS), n, 1.1)
-    client = _zipf_choice(rng, len(CLIENT_DOMAINS), n, 0.9)
+    if p.mix == "worst":
+        server = _zipf_choice(rng, len(SERVER_DOMAINS), n, 1.1)
+        client = _zipf_choice(rng, len(CLIENT_DOMAINS), n, 0.9)
+        keys = {}
+    else:
+        # Its own stream, so that the worst mix keeps drawing exactly what it always drew.
+        keys = _realistic_keys(np.random.default_rng([seed, 1]), p, end_s, t0, span)
+        server, client = keys["server"], keys["client"]
     server_domain = np.array([d for d, _ in SERVER_DOMAINS], dtype=object)[server]
     server_host = np.char.add(
         np.array([h for _, h in SERVER_DOMAINS])[server], rng.integers(1, 40, n).astype(str)
     ).astype(object)
-    client_domain = np.array([d for d, _ in CLIENT_DOMAINS], dtype=object)[client]
+    # Index -1 is the opportunistic pool (the realistic mix's only): last in the arrays.
+    client_domain = np.array([d for d, _ in CLIENT_DOMAINS] + [""], dtype=object)[client]
     client_host = np.char.add(
-        np.array([h for _, h in CLIENT_DOMAINS])[client], rng.integers(1, 2000, n).astype(str)
+        np.array([h for _, h in CLIENT_DOMAINS] + ["vm"])[client],
+        rng.integers(1, 2000, n).astype(str),
     ).astype(object)
+    if keys:
+        client_domain[client == -1] = keys["pool_domain"]
     # Some collectors send the FQDN as the host, some the short name.
     fqdn_hosts = rng.random(n) < 0.3
     server_host[fqdn_hosts] = server_host[fqdn_hosts] + "." + server_domain[fqdn_hosts]
@@ -108,12 +172,18 @@ def generate(
     empty_server = rng.random(n) < p.empty_domain / 2
     server_domain[empty_server] = None
 
-    users = _zipf_choice(rng, 300, n, 1.2)
+    if keys:
+        users, vo = keys["user"], keys["vo"]
+    else:
+        users = _zipf_choice(rng, 300, n, 1.2)
+        vo = np.array(VOS, dtype=object)[rng.integers(0, len(VOS), n)]
     user_dn = np.array(
-        [f"/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=user{u:03d}" for u in range(300)],
+        [
+            f"/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=user{u:03d}"
+            for u in range(max(300, p.users))
+        ],
         dtype=object,
     )[users]
-    vo = np.array(VOS, dtype=object)[rng.integers(0, len(VOS), n)]
     vo[rng.random(n) < p.empty_vo] = None
 
     file_size = np.round(rng.lognormal(np.log(1.5e9), 1.0, n))
@@ -129,7 +199,14 @@ def generate(
 
     server_site = np.full(n, None, dtype=object)
     named = rng.random(n) < p.server_site
-    server_site[named] = rng.choice(SERVER_SITE_NAMES, named.sum())
+    if p.mix == "worst":
+        server_site[named] = rng.choice(SERVER_SITE_NAMES, named.sum())
+    else:  # a server's collector always sends the same name (a few send an unlisted one)
+        names = [
+            SERVER_SITE_OF.get(d, SERVER_SITE_NAMES[i % len(SERVER_SITE_NAMES)])
+            for i, (d, _) in enumerate(SERVER_DOMAINS)
+        ]
+        server_site[named] = np.array(names, dtype=object)[server[named]]
 
     frame = pd.DataFrame(
         {
@@ -177,3 +254,76 @@ def generate(
 def _zipf_choice(rng: np.random.Generator, k: int, n: int, exponent: float) -> np.ndarray:
     weights = 1.0 / np.arange(1, k + 1) ** exponent
     return rng.choice(k, size=n, p=weights / weights.sum())
+
+
+def _tasks(rng: np.random.Generator, p: Profile, t0: int, span: float) -> dict[str, np.ndarray]:
+    """The realistic mix's tasks: who (user, VO) reads from where (server) to where (client), when
+    (a window of hours) and how much (a weight). Client -1 is the opportunistic pool."""
+    lead = 2 * p.task_hours * 3600  # tasks already running when the span begins
+    k = max(1, int(np.ceil(p.tasks_per_day * (span + lead) / 86400)))
+    begin = t0 - lead + rng.uniform(0, span + lead, k)
+    length = rng.lognormal(np.log(p.task_hours * 3600), 0.7, k)
+    user = _zipf_choice(rng, p.users, k, p.user_exponent)
+    vo_of_user = np.array(VOS, dtype=object)[rng.integers(0, len(VOS), p.users)]
+    server = _zipf_choice(rng, len(SERVER_DOMAINS), k, p.server_exponent)
+    client = _zipf_choice(rng, len(CLIENT_DOMAINS), k, p.client_exponent)
+    kind = rng.random(k)
+    for s in range(len(SERVER_DOMAINS)):
+        home = [c for c, (d, _) in enumerate(CLIENT_DOMAINS) if d == SERVER_DOMAINS[s][0]]
+        local = (server == s) & (kind < p.local_share)
+        if home and local.any():
+            client[local] = rng.choice(home, local.sum())
+    client[(kind >= p.local_share) & (kind < p.local_share + p.pool_tasks)] = -1
+    return {
+        "begin": begin,
+        "end": begin + length,
+        "weight": rng.lognormal(0, 1, k),
+        "user": user,
+        "vo": vo_of_user[user],
+        "server": server,
+        "client": client,
+    }
+
+
+def _realistic_keys(
+    rng: np.random.Generator, p: Profile, end_s: np.ndarray, t0: int, span: float
+) -> dict[str, np.ndarray]:
+    """Per row: server and client index (-1: the pool), its pool domain, user and VO."""
+    tasks = _tasks(rng, p, t0, span)
+    task = _task_of_rows(rng, tasks, end_s, t0, p.pool_share)
+    pooled = int((tasks["client"][task] == -1).sum())
+    k = rng.integers(0, p.pool_domains, pooled)
+    suffix = np.array(POOL_SUFFIXES, dtype=object)[k % len(POOL_SUFFIXES)]
+    return {
+        **{key: tasks[key][task] for key in ("server", "client", "user", "vo")},
+        "pool_domain": np.char.add("n", k.astype(str)).astype(object) + "." + suffix,
+    }
+
+
+def _task_of_rows(
+    rng: np.random.Generator,
+    tasks: dict[str, np.ndarray],
+    end_s: np.ndarray,
+    t0: int,
+    pool_share: float,
+) -> np.ndarray:
+    """Each row's task: one running in the hour the row ends, drawn by the tasks' weights;
+    `pool_share` of the rows go to opportunistic tasks (client -1) when one is running."""
+    hour = ((end_s - t0) // 3600).astype(np.int64)
+    task = np.zeros(len(end_s), dtype=np.int64)
+    every = np.arange(len(tasks["weight"]))
+    pool = tasks["client"] == -1
+    for h in np.unique(hour):
+        rows = np.flatnonzero(hour == h)
+        lo = t0 + h * 3600
+        running = (tasks["begin"] < lo + 3600) & (tasks["end"] > lo)
+        if not running.any():
+            running = np.ones_like(running)
+        # The pool's share of rows stays steady, whatever the weights of its tasks.
+        to_pool = rng.random(rows.size) < pool_share
+        for chosen, side in ((to_pool, running & pool), (~to_pool, running & ~pool)):
+            if not side.any():
+                side = running
+            weight = tasks["weight"][side]
+            task[rows[chosen]] = rng.choice(every[side], chosen.sum(), p=weight / weight.sum())
+    return task
