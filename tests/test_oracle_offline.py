@@ -17,13 +17,13 @@ from xrdagg.db.engine import make_engine
 from xrdagg.db.offline import ORACLE_PRODUCTION, oracle_grants, oracle_schema
 from xrdagg.db.oracle_lint import lint_ddl, lint_metadata, lint_sql
 from xrdagg.db.tables import RAW_SCHEMA, metadata
+from xrdagg.jobs.apply import apply_topology
 from xrdagg.jobs.recompute import Recompute
 from xrdagg.jobs.runner import JobRunner
 from xrdagg.jobs.specs import load_job_specs
 from xrdagg.raw.generate import generate
 from xrdagg.raw.load import load_frame
 from xrdagg.reports import invalid_rows, job_status, top_site_pairs, unresolved, unresolved_share
-from xrdagg.topology.apply import apply_topology
 from xrdagg.topology.files import read_topology_dir
 from xrdagg.topology.store import load_topology
 

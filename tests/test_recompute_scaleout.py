@@ -35,9 +35,12 @@ def test_two_processes_share_one_recompute_and_rebuild_each_chunk_once(db: Harne
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "xrdagg.cli", "recompute", "--resume", "--workers", workers],
-            cwd=PROJECT_ROOT, env={**os.environ, **db.backend.env},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **db.backend.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
@@ -58,9 +61,12 @@ def test_two_processes_share_one_recompute_and_rebuild_each_chunk_once(db: Harne
             )
         ).scalars()
         assert set(states) == {"DONE"}
-        assert conn.execute(
-            select(t_recompute.c.state).where(t_recompute.c.recompute_id == recompute_id)
-        ).scalar_one() == "DONE"
+        assert (
+            conn.execute(
+                select(t_recompute.c.state).where(t_recompute.c.recompute_id == recompute_id)
+            ).scalar_one()
+            == "DONE"
+        )
         assert set(conn.execute(select(t_agent.c.paused_by)).scalars()) == {None}
     db.run("daily")
     check_invariant(db, [("fed", r) for r in fed] + [("eos", r) for r in eos])

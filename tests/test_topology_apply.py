@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import func, select
 
 from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, raw_row
 from tests.reference import RefTopology, assert_same, compute
-from xrdagg.db.tables import RAW_COLUMNS
+from xrdagg.db.tables import RAW_COLUMNS, t_host_site
 
 T0 = datetime(2024, 3, 1)
 SIDES = [("eos01", "cern.ch"), ("wn1", "bnl.gov"), ("wn2", "bnl.gov"), ("x.pp.rl.ac.uk", None),
@@ -104,3 +105,102 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     assert db.runner.run(db.jobs["fed10"], until=T0 + timedelta(days=3)).outcome == "OK"
     again = cli("topology", "apply", "--dir", str(new))
     assert "0 cached host(s) changed site" in again.output
+
+
+def _sparse_rows() -> list[tuple[str, dict]]:
+    """Rows over eight days where bnl.gov shows up on days 1 and 6 only, some of them long
+    transfers that cross midnight, and rows of every other domain on every day."""
+    rows = []
+    for day in range(8):
+        for i in range(60):
+            end = T0 + timedelta(days=day, minutes=23 * i + 7)
+            bnl = day in (1, 6) and i % 3 == 0
+            others = [("eos01", "cern.ch"), ("x.pp.rl.ac.uk", None), ("cmsstor3", "fnal.gov")]
+            server = ("wn2", "bnl.gov") if bnl else others[i % 3]
+            client = SIDES[(i + day) % len(SIDES)]
+            if client[1] == "bnl.gov" and not bnl:
+                client = ("node", "unl.edu")
+            duration = timedelta(hours=30) if i % 10 == 0 else timedelta(minutes=i % 40)
+            rows.append(
+                ("fed" if i % 5 else "eos",
+                 raw_row(start_date=end - duration, end_date=end, insert_date=end + timedelta(seconds=30),
+                         server_host=server[0], server_domain=server[1], client_host=client[0],
+                         client_domain=client[1], user_vo="atlas", user_dn=f"/CN={i % 4}",
+                         read_bytes_at_close=5000 + i, file_size=9000, read_min=i, read_max=3 * i))
+            )  # fmt: skip
+    return rows
+
+
+def _assert_reference(db: Harness, rows: list[tuple[str, dict]], topology: Path) -> None:
+    frames = {
+        s: pd.DataFrame([r for src, r in rows if src == s], columns=list(RAW_COLUMNS))
+        for s in ("fed", "eos")
+    }
+    expected = compute(
+        frames["fed"],
+        frames["eos"],
+        RefTopology.from_dir(topology),
+        db.watermark("fed10"),
+        db.watermark("eos10"),
+    )
+    for table, frame in expected.items():
+        assert_same(db.table(table), frame, KEYS[table], table)
+
+
+def test_apply_rebuilds_only_the_days_the_change_touches(db: Harness, tmp_path: Path, cli) -> None:
+    rows = _sparse_rows()
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run("fed10", T0 + timedelta(days=10))
+    db.run("eos10", T0 + timedelta(days=10))
+    db.run("daily")
+    new = tmp_path / "bnl-moves"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = [
+        d
+        for d in json.loads((new / "site_topology.json").read_text())
+        if d["from_value"] != "bnl.gov"
+    ]
+    (new / "site_topology.json").write_text(
+        json.dumps([*domains, {"from_value": "bnl.gov", "to_value": "BNL-NEW"}])
+    )
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 0, result.output
+    assert "wn2 (bnl.gov): BNL-ATLAS -> BNL-NEW" in result.output
+    # Only the days bnl.gov rows are active in (they end on days 1 and 6 and reach back up to
+    # 30 hours: two separate runs of days), and only the hosts under bnl.gov resolved again.
+    bnl_days = {
+        (r["start_date"] + timedelta(days=k)).date()
+        for _, r in rows
+        if "bnl.gov" in (r["server_domain"], r["client_domain"])
+        for k in range((r["end_date"].date() - r["start_date"].date()).days + 1)
+    }
+    assert len(bnl_days) < 8
+    days = int(result.output.split(" written over ")[1].split(" day(s)")[0])
+    assert days == len(bnl_days), result.output
+    assert "2 cached host(s) resolved again" in result.output
+    _assert_reference(db, rows, new)
+
+
+def test_a_pattern_change_resolves_every_cached_host_again(
+    db: Harness, tmp_path: Path, cli
+) -> None:
+    rows = _sparse_rows()
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run("fed10", T0 + timedelta(days=10))
+    db.run("eos10", T0 + timedelta(days=10))
+    new = tmp_path / "new-pattern"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    patterns = json.loads((new / "topology_patterns.json").read_text())
+    (new / "topology_patterns.json").write_text(
+        json.dumps([*patterns, {"pattern": "^wn2\\.bnl\\.gov$", "site": "BNL-WN2"}])
+    )
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 0, result.output
+    assert "wn2 (bnl.gov): BNL-ATLAS -> BNL-NEW" not in result.output
+    assert "wn2 (bnl.gov): BNL-ATLAS -> BNL-WN2" in result.output
+    with db.engine.connect() as conn:
+        cached = conn.execute(select(func.count()).select_from(t_host_site)).scalar_one()
+    assert f"{cached} cached host(s) resolved again" in result.output
+    _assert_reference(db, rows, new)

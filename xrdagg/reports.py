@@ -8,15 +8,9 @@ import pandas as pd
 from sqlalchemy import Connection, desc, func, literal, select, union_all
 
 from xrdagg.db.dialect import db_now
-from xrdagg.db.tables import (
-    RAW_TABLES,
-    UNKNOWN,
-    t_agent,
-    t_host_site,
-    t_job_run,
-    t_stats_avg,
-)
+from xrdagg.db.tables import RAW_TABLES, t_agent, t_host_site, t_job_run, t_stats_avg
 from xrdagg.jobs.normalize import is_clock_error
+from xrdagg.rules import UNKNOWN
 from xrdagg.sources import SOURCES
 from xrdagg.topology.store import fill_resolution_cache, matches_pair, read_resolver
 

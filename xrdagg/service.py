@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, exc, select
 
 from xrdagg.config import Settings
-from xrdagg.db.dialect import db_now
+from xrdagg.db.dialect import db_now, is_unreachable
 from xrdagg.db.tables import t_agent
 from xrdagg.jobs.runner import JobRunner, RunReport
 from xrdagg.jobs.specs import JobSpec
@@ -89,9 +89,14 @@ class Service:
             try:
                 report = self.runner.run(job)
             except exc.SQLAlchemyError as error:  # the run log itself could not be written
-                report = RunReport(job=job.name, outcome="FAILED", message=_first_line(error))
+                report = RunReport(
+                    job=job.name,
+                    outcome="FAILED",
+                    message=_first_line(error),
+                    unreachable=is_unreachable(error),
+                )
             self._log(report)
-            if report.outcome != "FAILED" or not _database_unreachable(report.message):
+            if report.outcome != "FAILED" or not report.unreachable:
                 self.metrics.observe(report, self._lag_seconds(job))
                 return
             self.metrics.observe(report, None)
@@ -160,14 +165,3 @@ class Service:
 
 def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0][:500] if str(error) else type(error).__name__
-
-
-_UNREACHABLE = (
-    "connection", "server closed", "could not connect", "terminating connection",
-    "database system is shutting down", "the database system is starting up", "DPY-4011",
-    "DPY-6005", "ORA-03113", "ORA-03114", "ORA-12541", "unable to open database",
-)  # fmt: skip
-
-
-def _database_unreachable(message: str) -> bool:
-    return any(marker.lower() in message.lower() for marker in _UNREACHABLE)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime
 
 import click
 import pandas as pd
-from sqlalchemy import delete, func, select
 
 from xrdagg.commands.common import (
     Context,
@@ -19,46 +17,15 @@ from xrdagg.commands.common import (
     parse_utc,
     pass_context,
 )
-from xrdagg.db import migrate
-from xrdagg.db.tables import RAW_TABLES, STATS_TABLES, t_dirty_day, t_host_site
-from xrdagg.errors import ConfigError
-from xrdagg.jobs.runner import JobRunner, RunReport
-from xrdagg.jobs.specs import JobSpec, load_job_specs
-from xrdagg.raw.generate import generate
-from xrdagg.raw.load import load_frame
-from xrdagg.reports import (
-    invalid_rows,
-    job_status,
-    since,
-    top_site_pairs,
-    unresolved,
-    unresolved_share,
-)
-from xrdagg.topology.files import read_topology_dir
-from xrdagg.topology.store import has_topology, load_topology
+from xrdagg.jobs.runner import RunReport
+from xrdagg.jobs.specs import load_job_specs
+from xrdagg.operations import prepare_demo, run_jobs, select_jobs, summarise
+from xrdagg.reports import invalid_rows, job_status, since, unresolved
 
 
-def select_jobs(ctx: Context, names: tuple[str, ...]) -> list[JobSpec]:
-    specs = load_job_specs(ctx.settings.jobs_dir)
-    if not names:
-        return [s for s in specs if s.enabled]
-    by_name = {s.name: s for s in specs}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ConfigError(f"unknown job(s) {', '.join(unknown)}; declared: {', '.join(by_name)}")
-    return [by_name[n] for n in names]
-
-
-def run_jobs(
-    ctx: Context, jobs: list[JobSpec], until: datetime | None, wait: bool
-) -> list[RunReport]:
-    runner = JobRunner(ctx.engine, ctx.settings, load_job_specs(ctx.settings.jobs_dir))
-    reports = []
-    for job in jobs:
-        report = runner.run(job, until=until, wait=wait)
-        (console if report.outcome == "OK" else err_console).print(report.summary(), markup=False)
-        reports.append(report)
-    return reports
+def _print(report: RunReport) -> RunReport:
+    (console if report.outcome == "OK" else err_console).print(report.summary(), markup=False)
+    return report
 
 
 @click.command()
@@ -82,7 +49,11 @@ def run(ctx: Context, jobs: tuple[str, ...], until: str | None, wait: bool) -> N
 
     Example: xrdagg run fed10 --until "2024-03-02 00:00:00"
     """
-    reports = run_jobs(ctx, select_jobs(ctx, jobs), parse_utc(until, "--until"), wait)
+    chosen = select_jobs(ctx.settings, jobs)
+    until_at = parse_utc(until, "--until")
+    reports = [
+        _print(r) for r in run_jobs(ctx.engine, ctx.settings, chosen, until=until_at, wait=wait)
+    ]
     outcomes = {r.outcome for r in reports}
     if "FAILED" in outcomes:
         sys.exit(1)
@@ -174,45 +145,16 @@ def demo(ctx: Context, fed_rows: int, eos_rows: int, days: float, fresh: bool) -
 
     Example: xrdagg demo --fed-rows 200000 --days 3
     """
-    settings = ctx.settings
-    if settings.raw_schema is not None:
-        raise ConfigError("the demo writes sample raw rows: unset XRDAGG_RAW_SCHEMA")
-    console.print(f"database: {settings.safe_url()}")
-    migrate.upgrade(settings)
-    with ctx.engine.begin() as conn:
-        if fresh:
-            for table in (*RAW_TABLES.values(), *STATS_TABLES, t_dirty_day, t_host_site):
-                conn.execute(delete(table))
-        if fresh or not has_topology(conn):
-            summary = load_topology(
-                conn, read_topology_dir(settings.topology_dir), settings.topology_dir
-            )
-            console.print(f"topology: {summary.patterns} patterns, {summary.domains} domains")
-        existing = sum(
-            conn.execute(select(func.count()).select_from(t)).scalar_one()
-            for t in RAW_TABLES.values()
-        )
-        if existing == 0:
-            start = datetime(2024, 3, 1)
-            for source, rows, seed in (("fed", fed_rows, 1), ("eos", eos_rows, 2)):
-                if rows:
-                    loaded = load_frame(
-                        conn,
-                        source,
-                        generate(rows, start=start, days=days, seed=seed, source=source),
-                    )
-                    console.print(f"sample data: {loaded} records into T_RAW_{source.upper()}")
-        else:
-            console.print(
-                f"sample data: {existing} raw records already there (--fresh to start over)"
-            )
-    reports = run_jobs(ctx, select_jobs(ctx, ()), None, False)
-    with ctx.engine.begin() as conn:
-        pairs = top_site_pairs(conn)
-        share = unresolved_share(conn)
-        invalid = invalid_rows(conn)
-        missing = unresolved(conn, None, limit=5)
-        jobs = job_status(conn)
+    setup = prepare_demo(
+        ctx.engine, ctx.settings, fed_rows=fed_rows, eos_rows=eos_rows, days=days, fresh=fresh
+    )
+    for line in setup.lines:
+        console.print(line)
+    jobs = select_jobs(ctx.settings)
+    reports = [_print(r) for r in run_jobs(ctx.engine, ctx.settings, jobs)]
+    summary = summarise(ctx.engine)
+    pairs, share, missing = summary.top_pairs, summary.unresolved_share, summary.unresolved
+    invalid, states = summary.invalid, summary.jobs
     pairs["read_TB"] = (pairs.pop("read_bytes") / 1e12).round(3)
     console.print("\ntop site pairs by volume read (server -> client):")
     console.print(pairs.to_string(index=False))
@@ -224,7 +166,7 @@ def demo(ctx: Context, fed_rows: int, eos_rows: int, days: float, fresh: bool) -
     console.print(invalid.to_string(index=False))
     console.print("\njobs:")
     console.print(
-        jobs[["job_name", "watermark", "lag_minutes", "last_outcome", "last_rows"]].to_string(
+        states[["job_name", "watermark", "lag_minutes", "last_outcome", "last_rows"]].to_string(
             index=False
         )
     )
@@ -253,7 +195,7 @@ def serve(
     from xrdagg.service import Metrics, Service
 
     logging.getLogger("xrdagg").setLevel(logging.INFO)
-    specs = select_jobs(ctx, jobs)
+    specs = select_jobs(ctx.settings, jobs)
     log = logging.getLogger("xrdagg.serve")
     log.info("database %s", ctx.settings.safe_url())
     Service(ctx.engine, ctx.settings, specs, metrics=Metrics(metrics_port, metrics_address)).serve()

@@ -23,17 +23,10 @@ from xrdagg.commands.common import (
     parse_utc,
     pass_context,
 )
-from xrdagg.commands.jobs_cmd import select_jobs
 from xrdagg.errors import ConfigError, XrdaggError
-from xrdagg.jobs.recompute import (
-    DEFAULT_MAX_CHUNK_ROWS,
-    Chunk,
-    ChunkResult,
-    Recompute,
-    plan_chunks,
-)
-from xrdagg.jobs.runner import JobRunner
-from xrdagg.jobs.specs import load_job_specs
+from xrdagg.jobs.chunks import DEFAULT_MAX_CHUNK_ROWS, Chunk, ChunkResult, plan_chunks
+from xrdagg.jobs.recompute import Recompute
+from xrdagg.operations import roll_up_after_rebuild, select_jobs
 
 
 @click.command()
@@ -83,7 +76,7 @@ def recompute(
 
     Example: xrdagg recompute --from 2024-03-01 --to 2024-03-31 --workers 2
     """
-    specs = [s for s in select_jobs(ctx, jobs) if s.source is not None]
+    specs = [s for s in select_jobs(ctx.settings, jobs) if s.source is not None]
     if workers > 1 and ctx.settings.backend == "sqlite":
         raise ConfigError(
             "--workers: SQLite has one writer at a time, "
@@ -131,14 +124,19 @@ def recompute(
         ) from None
     rows = sum(r.rows_read for r in results)
     elapsed = time.monotonic() - started
+    left = job.pending(recompute_id)
+    done = (
+        "jobs resumed"
+        if not left
+        else f"{left} chunk(s) still being rebuilt by other processes, which resume the jobs"
+    )
     console.print(
         f"recompute {recompute_id}: {len(results)} chunks, {rows} rows in {elapsed:.1f}s "
-        f"({rows / max(elapsed, 1e-9):,.0f} rows/s); jobs resumed"
+        f"({rows / max(elapsed, 1e-9):,.0f} rows/s); {done}"
     )
-    daily = [s for s in load_job_specs(ctx.settings.jobs_dir) if s.kind == "daily"]
-    runner = JobRunner(ctx.engine, ctx.settings, load_job_specs(ctx.settings.jobs_dir))
-    for spec in daily:
-        console.print(runner.run(spec, wait=True).summary(), markup=False)
+    if not left:
+        for report in roll_up_after_rebuild(ctx.engine, ctx.settings):
+            console.print(report.summary(), markup=False)
 
 
 def _run_with_progress(

@@ -81,13 +81,9 @@ def resolve(
         with ctx.engine.connect() as conn:
             resolver = read_resolver(conn)
     result = resolver.resolve(host, domain, server_site)
-    rule = {
-        "SERVER_SITE": f"rule 1, SERVER_SITE {result.ref!r} through the VO-name alias map",
-        "PATTERN": f"rule 2, topology pattern #{result.ref}",
-        "DOMAIN_MAP": f"rule 3, domain map entry {result.ref!r}",
-        "NONE": "unresolved: no rule answered",
-    }[result.rule]
-    console.print(f"{result.site}\t(fqdn {result.fqdn or '-'}, domain {result.domain}; {rule})")
+    console.print(
+        f"{result.site}\t(fqdn {result.fqdn or '-'}, domain {result.domain}; {result.explain()})"
+    )
 
 
 @topology.command("unresolved")
@@ -129,16 +125,16 @@ def unresolved_cmd(ctx: Context, days: float, limit: int) -> None:
 def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
     """Load a new topology and recompute only the statistics it changes.
 
-    Every cached host is resolved again; the statistics of the (domain, site) keys that hosts
-    leave or join are rebuilt from the raw rows that feed them, over all time, in one
-    transaction (the 10-minute jobs are paused meanwhile). The daily tables of the days involved
-    are rolled up afterwards.
+    The cached hosts the change can affect are resolved again; the statistics of the
+    (domain, site) keys that hosts leave or join are rebuilt, on the days that hold them, from
+    the raw rows that feed them, in one transaction (the 10-minute jobs are paused meanwhile).
+    The daily tables of those days are rolled up afterwards.
 
     Example: xrdagg topology apply --dir /etc/xrdagg/topology --dry-run
     """
-    from xrdagg.commands.jobs_cmd import run_jobs
+    from xrdagg.jobs.apply import apply_topology
     from xrdagg.jobs.specs import load_job_specs
-    from xrdagg.topology.apply import apply_topology
+    from xrdagg.operations import roll_up_after_rebuild
 
     directory = directory or ctx.settings.topology_dir
     data = read_topology_dir(directory)
@@ -147,18 +143,20 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     console.print(f"{len(report.changes)} cached host(s) {verb} site:")
     for c in sorted(report.changes, key=lambda c: -c.raw_rows)[:100]:
-        host = "-" if c.host_key == "~" else c.host_key
-        console.print(f"  {host} ({c.domain}): {c.old_site} -> {c.new_site}, {c.raw_rows} raw rows")
+        console.print(
+            f"  {c.host_shown} ({c.domain}): {c.old_site} -> {c.new_site}, {c.raw_rows} raw rows"
+        )
     for alias, (old, new) in sorted(report.alias_changes.items()):
         kept = "(kept as written)"
         console.print(f"  SERVER_SITE alias {alias}: {old or kept} -> {new or kept}")
-    share = report.raw_rows_read / report.raw_rows_total if report.raw_rows_total else 0.0
     console.print(
         f"statistics rows rebuilt: {report.stats_rows_deleted} deleted, "
         f"{report.stats_rows_written} written over {len(report.days)} day(s); "
-        f"raw rows read {report.raw_rows_read} of {report.raw_rows_total} ({share:.1%})"
+        f"{report.pairs_checked} cached host(s) resolved again, "
+        f"{report.raw_rows_read} raw rows re-aggregated"
     )
     if dry_run:
         console.print("dry run: nothing changed")
         return
-    run_jobs(ctx, [s for s in specs if s.kind == "daily"], None, True)
+    for daily in roll_up_after_rebuild(ctx.engine, ctx.settings):
+        console.print(daily.summary(), markup=False)

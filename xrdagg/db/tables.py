@@ -26,8 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from xrdagg.db.types import Count, Number, RawNumber, Text, UtcDate
-
-UNKNOWN = "unknown"
+from xrdagg.rules import DOMAIN_LEN, NAME_LEN, SITE_LEN, UNKNOWN, USER_LEN, VO_LEN
 
 # Placeholder schema of the collectors' raw tables. Engines translate it to the configured
 # XRDAGG_RAW_SCHEMA (or to the default schema) through `schema_translate_map`.
@@ -43,14 +42,7 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-# Key lengths, in bytes on Oracle. Every statistics key must fit one index entry (Oracle allows
-# about 6,400 bytes), so keys are shorter than the 1000-byte raw columns and the aggregation
-# truncates longer values (`xrdagg.jobs.normalize`); real values are far shorter.
-SITE_LEN = 256  # as SERVER_SITE
-DOMAIN_LEN = 255  # a DNS name has at most 253 characters
-USER_LEN = 512
-VO_LEN = 64
-NAME_LEN = 1000  # raw string columns, SPEC §1
+# Key lengths (xrdagg.rules): every statistics key must fit one Oracle index entry.
 
 # --- raw tables (SPEC §1), read-only for xrdagg -------------------------------------------------
 
@@ -325,7 +317,6 @@ t_host_site = Table(
     PrimaryKeyConstraint("host_key", "domain_key"),
     Index("ix_host_site_site", "site"),
 )
-NULL_KEY = "~"  # stands for a NULL raw host/domain in t_host_site keys (no host is spelled '~')
 
 # Work table of `xrdagg topology apply` (filled and emptied in its transaction): the (domain,
 # site) pairs a topology change makes hosts leave or join. ANY_DOMAIN stands for every domain
@@ -337,7 +328,6 @@ t_topology_delta = Table(
     _key("site", SITE_LEN),
     PrimaryKeyConstraint("domain_name", "site"),
 )
-ANY_DOMAIN = "*"
 
 # --- jobs -----------------------------------------------------------------------------------------
 
@@ -348,8 +338,8 @@ t_agent = Table(
     Column("watermark", UtcDate()),
     Column("last_run_id", Count()),
     Column("updated_at", UtcDate()),
-    # Set while a recompute rebuilds this job's statistics: its runs skip, so that the
-    # watermark the recompute reads stays put (xrdagg.jobs.recompute).
+    # Set while a rebuild (recompute, topology apply) holds this job: its runs skip, so that
+    # the watermark the rebuild reads stays put (xrdagg.jobs.agent: the pause protocol).
     Column("paused_by", Text(256)),
     Column("paused_since", UtcDate()),
     PrimaryKeyConstraint("job_name"),
@@ -431,10 +421,6 @@ t_bin_span = Table(
     Column("n", Integer, nullable=False, autoincrement=False),
     PrimaryKeyConstraint("span", "n"),
 )
-BIN_SECONDS = 600
-DAY_SECONDS = 86400
-MAX_TRANSFER_SECONDS = 7 * DAY_SECONDS
-MAX_BIN_OFFSET = MAX_TRANSFER_SECONDS // BIN_SECONDS
 
 STATS_TABLES = (
     t_stats_avg,

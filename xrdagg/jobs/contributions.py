@@ -37,8 +37,6 @@ from xrdagg.db.dialect import (
     whole_quotient,
 )
 from xrdagg.db.tables import (
-    BIN_SECONDS,
-    DAY_SECONDS,
     t_bin_span,
     t_dirty_day,
     t_msg_rate,
@@ -47,6 +45,7 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
+from xrdagg.rules import BIN_SECONDS, DAY_SECONDS
 from xrdagg.sources import Source
 
 

@@ -9,12 +9,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal, select, union_all
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
 
 from xrdagg.db.dialect import MergeInto, day_start
 from xrdagg.db.tables import (
-    UNKNOWN,
     mv_site_stats,
+    t_dirty_day,
     t_site,
     t_site_country,
     t_stats_access_pattern,
@@ -23,7 +34,10 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
+from xrdagg.jobs.agent import lowest_watermark
 from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS
+from xrdagg.jobs.kind import RunContext, RunCounts
+from xrdagg.rules import UNKNOWN
 
 DAY_LO = bindparam("day_lo", type_=UtcDate())
 DAY_HI = bindparam("day_hi", type_=UtcDate())
@@ -184,6 +198,26 @@ def _site_merge() -> MergeInto:
 
 
 _STATEMENTS = [*_access_pattern_daily(), *_site_stats_daily(), _site_merge()]
+
+
+def run(conn: Connection, context: RunContext) -> RunCounts:
+    """The daily kind: roll up the days marked dirty, then clear exactly the marks it saw. Its
+    watermark becomes the lowest of the 10-minute jobs': its tables include at least that."""
+    counts = RunCounts(window_lo=context.watermark, window_hi=context.now)
+    marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
+    if marks:
+        counts.days = sorted({m.day for m in marks})
+        counts.rows_written = rollup_days(conn, counts.days)
+        # A 10-minute job that marked a day again meanwhile raised its mark: that row stays.
+        conn.execute(
+            delete(t_dirty_day).where(
+                tuple_(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark).in_(
+                    [(m.day, m.source, m.mark) for m in marks]
+                )
+            )
+        )
+    counts.watermark = lowest_watermark(conn, context.upstream) or context.watermark
+    return counts
 
 
 def rollup_days(conn: Connection, days: Iterable[datetime]) -> int:

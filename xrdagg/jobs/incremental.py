@@ -24,25 +24,15 @@ from sqlalchemy import (
 from xrdagg.db.dialect import MergeInto
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
+from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
 from xrdagg.jobs.normalize import is_clock_error
 from xrdagg.jobs.stage import fill_stage, release_stage, staged_bounds, staged_rows
-from xrdagg.sources import Source
+from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.store import fill_resolution_cache, read_resolver
 
 WINDOW_LO = bindparam("window_lo", type_=UtcDate())
 WINDOW_HI = bindparam("window_hi", type_=UtcDate())
 EPOCH = datetime(1970, 1, 1)
-
-
-@dataclass
-class WindowCounts:
-    """What one window read and wrote."""
-
-    rows_read: int = 0  # valid rows aggregated
-    rows_bad_clock: int = 0  # END_DATE more than a day after INSERT_DATE
-    rows_bad_insert: int = 0  # no INSERT_DATE, END_DATE in the window
-    rows_written: int = 0  # statistics rows inserted or updated
-    new_pairs: int = 0  # (host, domain) pairs resolved for the first time
 
 
 @dataclass(frozen=True)
@@ -88,12 +78,25 @@ def window_condition(source: Source) -> ColumnElement[bool]:
     return and_(raw.c.insert_date > WINDOW_LO, raw.c.insert_date <= WINDOW_HI)
 
 
-def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetime) -> WindowCounts:
+def run(conn: Connection, context: RunContext) -> RunCounts:
+    """The 10-minute jobs' kind: the window (watermark, min(--until, now - safety lag)]."""
+    hi = context.now - timedelta(seconds=context.safety_lag_seconds)
+    if context.until is not None:
+        hi = min(hi, context.until)
+    lo = context.watermark or BEGINNING
+    if hi <= lo:
+        return RunCounts(context.watermark, hi, message="nothing new: the window is empty")
+    counts = aggregate_window(conn, SOURCES[context.job.kind], lo, hi)
+    counts.window_lo, counts.window_hi, counts.watermark = context.watermark, hi, hi
+    return counts
+
+
+def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetime) -> RunCounts:
     """Add the contributions of the raw rows with lo < INSERT_DATE <= hi to the statistics, in
     the caller's transaction; returns the counts for the run log."""
     raw = source.raw
     params = {"window_lo": lo, "window_hi": hi}
-    counts = WindowCounts()
+    counts = RunCounts()
     window = and_(raw.c.insert_date > lo, raw.c.insert_date <= hi)
     counts.new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source.name: window})
     statements = _statements(source)

@@ -20,17 +20,9 @@ from xrdagg.db.dialect import (
     plus_seconds,
     truncated,
 )
-from xrdagg.db.tables import (
-    DAY_SECONDS,
-    MAX_TRANSFER_SECONDS,
-    SITE_LEN,
-    UNKNOWN,
-    USER_LEN,
-    VO_LEN,
-    t_host_site,
-    t_site_alias,
-)
+from xrdagg.db.tables import t_host_site, t_site_alias
 from xrdagg.db.types import Number
+from xrdagg.rules import DAY_SECONDS, MAX_TRANSFER_SECONDS, SITE_LEN, UNKNOWN, USER_LEN, VO_LEN
 from xrdagg.sources import Source
 from xrdagg.topology.store import matches_pair
 

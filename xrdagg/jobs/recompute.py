@@ -1,9 +1,9 @@
 """`xrdagg recompute`: rebuild the statistics of a range of days from raw, in chunks.
 
-Each chunk is one transaction over a bin range [c0, c1) of one 10-minute job: delete the job's
-rows of those bins, insert them again from the raw rows with INSERT_DATE <= the job's watermark,
-record the chunk as done in the ledger. Every chunk leaves the SPEC §6 invariant true, so a
-recompute can stop between any two chunks; `--resume` does the rest.
+A recompute is a ledger (T_RECOMPUTE, T_RECOMPUTE_CHUNK) of chunks (`xrdagg.jobs.chunks`), each
+rebuilt in its own transaction and marked done in it. Every chunk leaves the SPEC §6 invariant
+true, so a recompute can stop between any two chunks; `--resume` does the rest, and a resume on
+another host while it runs shares the work (chunks are claimed with SKIP LOCKED).
 
 While it runs, the jobs it rebuilds are *paused* (their runs skip): their watermarks stay where
 the recompute read them, and no run merges into a bin a chunk is rebuilding. Chunks of one
@@ -14,168 +14,45 @@ The daily tables of the touched days are rolled up by the daily job at the end.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import cache
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
-    Executable,
-    Integer,
-    and_,
-    bindparam,
-    delete,
     func,
     insert,
-    or_,
     select,
     update,
 )
 
-from xrdagg.db.dialect import claim_first, db_now, lock_row
+from xrdagg.db.dialect import claim_first, db_now
 from xrdagg.db.tables import (
-    BIN_SECONDS,
-    MAX_TRANSFER_SECONDS,
-    t_agent,
-    t_msg_rate,
     t_recompute,
     t_recompute_chunk,
-    t_stats_access_pattern,
-    t_stats_avg,
-    t_user_activity,
 )
-from xrdagg.db.types import UtcDate
 from xrdagg.errors import XrdaggError
-from xrdagg.jobs import contributions
-from xrdagg.jobs.runner import BEGINNING
+from xrdagg.jobs import agent
+from xrdagg.jobs.agent import pause_jobs, resume_jobs
+from xrdagg.jobs.chunks import (
+    Chunk,
+    ChunkResult,
+    plan_chunks,
+    rebuild_chunk,
+)
+from xrdagg.jobs.kind import BEGINNING
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.jobs.stage import fill_stage, release_stage, staged_rows
-from xrdagg.sources import SOURCES, Source
-from xrdagg.topology.store import fill_resolution_cache, read_resolver
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_CHUNK_ROWS = 1_000_000
-C0 = bindparam("chunk_lo", type_=UtcDate())
-C1 = bindparam("chunk_hi", type_=UtcDate())
-C1_REACH = bindparam("chunk_reach", type_=UtcDate())  # c1 + 7 days: the last end a row can have
-WATERMARK = bindparam("watermark", type_=UtcDate())
-
-
-@dataclass(frozen=True)
-class Chunk:
-    job: str
-    source: str
-    start: datetime
-    end: datetime
-    raw_rows: int  # raw rows ending in [start, end): the size that chose the chunk
-
-    @property
-    def days(self) -> list[datetime]:
-        first = self.start.replace(hour=0, minute=0, second=0)
-        count = math.ceil((self.end - first) / timedelta(days=1))
-        return [first + timedelta(days=i) for i in range(count)]
-
-
-@dataclass
-class ChunkResult:
-    chunk: Chunk
-    rows_read: int
-    duration_s: float
-
-
-@dataclass(frozen=True)
-class ChunkStatements:
-    deletes: tuple[Executable, ...]
-    # Plain INSERTs: the chunk's bins were just emptied, so no key can collide.
-    inserts: tuple[Executable, ...]
-    stage_condition: ColumnElement[bool]
-    count_ending: Executable
-
-
-@cache
-def chunk_statements(source: Source) -> ChunkStatements:
-    """The statements rebuilding bins [chunk_lo, chunk_hi) of `source`, rows <= watermark."""
-    raw = source.raw
-    known = raw.c.insert_date <= WATERMARK
-    lo_s = bindparam("chunk_lo_s", type_=Integer())
-    hi_s = bindparam("chunk_hi_s", type_=Integer())
-    # Spread rows overlap the chunk: they end at or after c0, and start before c1. A row starts
-    # at most 7 days before its end, so END_DATE bounds the read on its index.
-    spread_condition = and_(
-        known,
-        raw.c.end_date >= C0,
-        raw.c.end_date < C1_REACH,
-        or_(raw.c.end_date < C1, raw.c.start_date < C1),
-    )
-    arriving = and_(known, raw.c.insert_date >= C0, raw.c.insert_date < C1)
-    # One staging of every row the chunk needs; each table then takes its own part of them.
-    staged = staged_rows()
-    ending = select(staged).where(staged.c.end_s >= lo_s, staged.c.end_s < hi_s).subquery("e")
-    arrived = (
-        select(staged).where(staged.c.insert_s >= lo_s, staged.c.insert_s < hi_s).subquery("a")
-    )
-    contributions_of = {
-        t_stats_avg: contributions.stats_avg(staged, source, (lo_s, hi_s)),
-        t_user_activity: contributions.user_activity(ending),
-        t_stats_access_pattern: contributions.access_pattern(ending),
-        t_msg_rate: contributions.msg_rate(arrived, source),
-    }
-    deletes: list[Executable] = []
-    for table in source.feeds:
-        in_chunk = and_(table.c.bin_start >= C0, table.c.bin_start < C1)
-        if "source" in table.c:
-            in_chunk = and_(table.c.source == source.label, in_chunk)
-        deletes.append(delete(table).where(in_chunk))
-    return ChunkStatements(
-        deletes=tuple(deletes),
-        inserts=tuple(contributions_of[t].as_insert() for t in source.feeds),
-        stage_condition=or_(spread_condition, arriving),
-        count_ending=select(func.count()).select_from(ending),
-    )
-
-
-def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
-    """Rebuild the bins of `chunk` in the caller's transaction; returns raw rows it ended."""
-    source = SOURCES[chunk.source]
-    statements = chunk_statements(source)
-    params = {
-        "chunk_lo": chunk.start,
-        "chunk_hi": chunk.end,
-        "chunk_reach": chunk.end + timedelta(seconds=MAX_TRANSFER_SECONDS),
-        "chunk_lo_s": _epoch(chunk.start),
-        "chunk_hi_s": _epoch(chunk.end),
-        "watermark": watermark,
-    }
-    # The cache fill runs the condition as its own query: bind the chunk's values into it.
-    condition = statements.stage_condition.params(params)
-    fill_resolution_cache(conn, read_resolver(conn), {chunk.source: condition})
-    for statement in statements.deletes:
-        conn.execute(statement, params)
-    fill_stage(conn, source, statements.stage_condition, params)
-    for statement in statements.inserts:
-        conn.execute(statement, params)
-    contributions.mark_days(conn, source, chunk.days)
-    rows = int(conn.execute(statements.count_ending, params).scalar_one())
-    release_stage(conn)
-    return rows
 
 
 def _pause_label(recompute_id: int) -> str:
     return f"recompute {recompute_id}"
-
-
-def _epoch(value: datetime) -> int:
-    return int((value - datetime(1970, 1, 1)).total_seconds())
 
 
 def claim_next_chunk(conn: Connection, recompute_id: int) -> Any:
@@ -190,65 +67,6 @@ def claim_next_chunk(conn: Connection, recompute_id: int) -> Any:
         .order_by(t_recompute_chunk.c.chunk_start, t_recompute_chunk.c.job_name)
     )
     return claim_first(conn, pending, t_recompute_chunk.c.recompute_id == recompute_id)
-
-
-# --- planning ---------------------------------------------------------------------------------
-
-
-def plan_chunks(
-    conn: Connection,
-    jobs: Sequence[JobSpec],
-    day_from: datetime,
-    day_to: datetime,
-    max_rows: int = DEFAULT_MAX_CHUNK_ROWS,
-) -> list[Chunk]:
-    """A chunk per job and day in [day_from, day_to]; a day with more than `max_rows` raw rows
-    ending in it is split into equal runs of whole 10-minute bins."""
-    chunks: list[Chunk] = []
-    for job in jobs:
-        if job.source is None:
-            continue
-        raw = SOURCES[job.source].raw
-        day = day_from
-        while day <= day_to:
-            nxt = day + timedelta(days=1)
-            rows = conn.execute(
-                select(func.count())
-                .select_from(raw)
-                .where(raw.c.end_date >= day, raw.c.end_date < nxt)
-            ).scalar_one()
-            parts = max(1, math.ceil(rows / max_rows))
-            bins_per_part = math.ceil(144 / parts)
-            start = day
-            while start < nxt:
-                end = min(start + timedelta(seconds=bins_per_part * BIN_SECONDS), nxt)
-                chunks.append(Chunk(job.name, job.source, start, end, rows // parts))
-                start = end
-            day = nxt
-    return chunks
-
-
-# --- pausing the incremental jobs -------------------------------------------------------------
-
-
-def pause_jobs(engine: Engine, jobs: Sequence[JobSpec], by: str) -> None:
-    """Mark each job paused `by` someone, after waiting for a run in flight to finish."""
-    for job in jobs:
-        with engine.begin() as conn:
-            lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=True)
-            conn.execute(
-                update(t_agent)
-                .where(t_agent.c.job_name == job.name)
-                .values(paused_by=by[:256], paused_since=db_now())
-            )
-
-
-def resume_jobs(conn: Connection, by: str) -> None:
-    conn.execute(
-        update(t_agent)
-        .where(t_agent.c.paused_by == by[:256])
-        .values(paused_by=None, paused_since=None)
-    )
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -333,12 +151,12 @@ class Recompute:
     def _pause(self, recompute_id: int) -> None:
         # The same label from every host that joins the recompute: whichever finishes it
         # resumes the jobs (its host is in the ledger).
-        pause_jobs(self.engine, self.jobs, _pause_label(recompute_id))
+        pause_jobs(self.engine, [j.name for j in self.jobs], _pause_label(recompute_id))
 
     def watermarks(self) -> dict[str, datetime | None]:
+        """Every job's watermark now: what the recompute rebuilds up to."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t_agent.c.job_name, t_agent.c.watermark)).all()
-        return {r.job_name: r.watermark for r in rows}
+            return agent.watermarks(conn)
 
     def run(
         self,

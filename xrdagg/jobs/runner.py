@@ -3,12 +3,13 @@
 run_id = log "RUNNING"                      (own short transaction: visible to others)
 BEGIN (snapshot isolation)
   lock the job's T_AGENT row                (another runner: JobBusyError, or wait)
-  window = (watermark, min(until, db now - lag)]
-  fill the resolution cache for the window's new (host, domain) pairs
-  merge the window's contributions into every statistics table
-  watermark = window end
+  counts = the job's kind (xrdagg.jobs.kind)  (e.g. the window (watermark, min(until, now - lag)]
+                                              aggregated into every statistics table)
+  watermark = where the kind says
 COMMIT                                      (a crash before this leaves both as they were)
 log "OK"/"FAILED"/"SKIPPED" with counts
+
+The runner only locks, logs and commits; what a run does is its kind's.
 """
 
 from __future__ import annotations
@@ -19,43 +20,43 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import (
-    Connection,
     Engine,
-    delete,
     desc,
     exc,
-    func,
     insert,
     select,
-    tuple_,
     update,
 )
 
 from xrdagg.config import Settings
 from xrdagg.db.dialect import (
     JOB_ISOLATION,
-    InsertIgnoringDuplicates,
     db_now,
     is_lock_busy,
     is_serialization_failure,
-    lock_row,
+    is_unreachable,
     lock_timeout,
 )
-from xrdagg.db.tables import metadata, t_agent, t_dirty_day, t_job_run
+from xrdagg.db.tables import t_job_run
 from xrdagg.errors import JobBusyError
-from xrdagg.jobs import incremental
-from xrdagg.jobs.daily import rollup_days
+from xrdagg.jobs import agent, daily, housekeeping, incremental
+from xrdagg.jobs.kind import JobKind, RunContext, RunCounts
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.sources import SOURCES
 
 log = logging.getLogger(__name__)
 
-# Before the first run a job has no watermark: it starts from the beginning of the raw table.
-BEGINNING = datetime(1900, 1, 1)
 MAX_SNAPSHOT_RETRIES = 5
+
+# Every job kind behind one interface (xrdagg.jobs.kind): the runner never branches on kinds.
+KINDS: dict[str, JobKind] = {
+    "fed": incremental.run,
+    "eos": incremental.run,
+    "daily": daily.run,
+    "housekeeping": housekeeping.run,
+}
 
 
 @dataclass
@@ -73,8 +74,17 @@ class RunReport:
     days: list[datetime] = field(default_factory=list)
     duration_s: float = 0.0
     message: str = ""
+    unreachable: bool = False  # it failed because the database could not be reached
+
+    def record(self, counts: RunCounts) -> None:
+        """Take a kind's counts into the report."""
+        self.window_lo, self.window_hi = counts.window_lo, counts.window_hi
+        self.rows_read, self.rows_written = counts.rows_read, counts.rows_written
+        self.rows_bad_clock, self.rows_bad_insert = counts.rows_bad_clock, counts.rows_bad_insert
+        self.new_pairs, self.days, self.message = counts.new_pairs, counts.days, counts.message
 
     def summary(self) -> str:
+        """One line for the operator: what the run did, or why it did not."""
         if self.outcome == "SKIPPED":
             return f"{self.job}: skipped: {self.message}"
         if self.outcome == "FAILED":
@@ -96,46 +106,6 @@ def _fmt(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def rollup_dirty_days(conn: Connection, report: RunReport) -> None:
-    """The daily job: roll up the days marked dirty, then clear exactly the marks it saw."""
-    marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
-    if not marks:
-        return
-    report.days = sorted({m.day for m in marks})
-    report.rows_written = rollup_days(conn, report.days)
-    # A 10-minute job that marked a day again meanwhile raised its mark: that row stays.
-    conn.execute(
-        delete(t_dirty_day).where(
-            tuple_(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark).in_(
-                [(m.day, m.source, m.mark) for m in marks]
-            )
-        )
-    )
-
-
-def housekeeping(conn: Connection, job: JobSpec, now: datetime, report: RunReport) -> None:
-    """Delete run-log rows and 10-minute statistics older than the job's retention settings.
-
-    Trimmed 10-minute rows no longer equal the from-scratch computation (that is the point);
-    the daily tables keep the history, and `xrdagg recompute` rebuilds trimmed days from raw.
-    """
-    deleted = 0
-    if job.run_log_days:
-        cutoff = now - timedelta(days=job.run_log_days)
-        deleted += conn.execute(
-            delete(t_job_run).where(
-                t_job_run.c.started_at < cutoff, t_job_run.c.outcome != "RUNNING"
-            )
-        ).rowcount
-    for name, days in (job.retention_days or {}).items():
-        table = metadata.tables[name]
-        deleted += conn.execute(
-            delete(table).where(table.c.bin_start < now - timedelta(days=days))
-        ).rowcount
-    report.rows_written = deleted
-    report.message = f"{deleted} old rows deleted"
-
-
 class JobRunner:
     """Runs jobs against one engine, each once, as SPEC §6 says."""
 
@@ -144,7 +114,7 @@ class JobRunner:
         self.settings = settings
         self.host = socket.gethostname()
         # The daily tables reflect what the 10-minute jobs have committed.
-        self.upstream = [j.name for j in jobs if j.source is not None]
+        self.upstream = tuple(j.name for j in jobs if j.source is not None)
 
     def run(self, job: JobSpec, *, until: datetime | None = None, wait: bool = False) -> RunReport:
         report = RunReport(job=job.name)
@@ -181,6 +151,7 @@ class JobRunner:
             report.outcome, report.message = "SKIPPED", str(busy)
         except Exception as error:
             report.outcome, report.message = "FAILED", f"{type(error).__name__}: {error}"[:2000]
+            report.unreachable = is_unreachable(error)
             log.exception("job %s failed", job.name)
         report.duration_s = time.monotonic() - started
         self._log_finish(report)
@@ -189,69 +160,35 @@ class JobRunner:
     def _run_transaction(
         self, job: JobSpec, until: datetime | None, wait: bool, report: RunReport
     ) -> None:
+        kind = KINDS[job.kind]
         with self.engine.connect() as conn:
             isolation = JOB_ISOLATION.get(conn.dialect.name)
             if isolation:
                 conn = conn.execution_options(isolation_level=isolation)
             with conn.begin():
-                lock_row(conn, t_agent, t_agent.c.job_name == job.name, wait=wait)
-                agent = conn.execute(
-                    select(t_agent.c.watermark, t_agent.c.paused_by, t_agent.c.paused_since).where(
-                        t_agent.c.job_name == job.name
-                    )
-                ).one()
-                if agent.paused_by is not None:
+                state = agent.lock_agent(conn, job.name, wait=wait)
+                if state.paused_by is not None:
                     raise JobBusyError(
-                        f"job {job.name} is paused by {agent.paused_by} "
-                        f"since {_fmt(agent.paused_since)} UTC"
+                        f"job {job.name} is paused by {state.paused_by} "
+                        f"since {_fmt(state.paused_since)} UTC"
                     )
-                watermark = agent.watermark
-                now = conn.execute(select(db_now())).scalar_one()
-                if job.kind == "housekeeping":
-                    report.window_lo, report.window_hi = watermark, now
-                    housekeeping(conn, job, now, report)
-                    hi = now
-                elif job.kind == "daily":
-                    report.window_lo = watermark
-                    report.window_hi = now
-                    rollup_dirty_days(conn, report)
-                    hi = self._upstream_watermark(conn) or watermark
-                else:
-                    lag = job.safety_lag_seconds
-                    if lag is None:
-                        lag = self.settings.safety_lag_seconds
-                    hi = now - timedelta(seconds=lag)
-                    if until is not None:
-                        hi = min(hi, until)
-                    lo = watermark or BEGINNING
-                    report.window_lo, report.window_hi = watermark, hi
-                    if hi <= lo:
-                        report.message = "nothing new: the window is empty"
-                        return
-                    counts = incremental.aggregate_window(conn, SOURCES[job.kind], lo, hi)
-                    report.rows_read = counts.rows_read
-                    report.rows_bad_clock = counts.rows_bad_clock
-                    report.rows_bad_insert = counts.rows_bad_insert
-                    report.rows_written = counts.rows_written
-                    report.new_pairs = counts.new_pairs
-                conn.execute(
-                    update(t_agent)
-                    .where(t_agent.c.job_name == job.name)
-                    .values(watermark=hi, last_run_id=report.run_id, updated_at=db_now())
+                lag = job.safety_lag_seconds
+                context = RunContext(
+                    job=job,
+                    watermark=state.watermark,
+                    now=conn.execute(select(db_now())).scalar_one(),
+                    until=until,
+                    safety_lag_seconds=self.settings.safety_lag_seconds if lag is None else lag,
+                    upstream=self.upstream,
                 )
-
-    def _upstream_watermark(self, conn: Connection) -> datetime | None:
-        """The lowest watermark of the 10-minute jobs: the daily tables include at least that."""
-        return conn.execute(
-            select(func.min(t_agent.c.watermark)).where(t_agent.c.job_name.in_(self.upstream))
-        ).scalar_one()
+                counts = kind(conn, context)
+                report.record(counts)
+                if counts.watermark is not None:
+                    agent.advance_watermark(conn, job.name, counts.watermark, report.run_id)
 
     def _log_start(self, job: JobSpec, wait: bool) -> int:
         with self.engine.connect() as conn, lock_timeout(conn, wait=wait), conn.begin():
-            conn.execute(
-                InsertIgnoringDuplicates(t_agent),
-                [{"job_name": job.name, "watermark": None}],
-            )
+            agent.ensure_agents(conn, [job.name])
             return conn.execute(
                 insert(t_job_run)
                 .values(

@@ -36,9 +36,9 @@ from xrdagg.db.dialect import (
     floor_to,
     tune_for_aggregation,
 )
-from xrdagg.db.tables import BIN_SECONDS, DOMAIN_LEN, SITE_LEN, USER_LEN, VO_LEN
 from xrdagg.db.types import Number, RawNumber, Text
 from xrdagg.jobs.normalize import clipped_start, normalized_rows
+from xrdagg.rules import BIN_SECONDS, DOMAIN_LEN, SITE_LEN, USER_LEN, VO_LEN
 from xrdagg.sources import Source
 
 # Kept out of the schema's metadata: Alembic must not see a per-session table as drift.

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xrdagg.db.tables import DOMAIN_LEN, SITE_LEN, VO_LEN
 from xrdagg.errors import TopologyError
+from xrdagg.rules import DOMAIN_LEN, SITE_LEN, VO_LEN
 from xrdagg.topology.resolver import Pattern, Resolver, normalize_part
 
 SITE_TOPOLOGY = "site_topology.json"

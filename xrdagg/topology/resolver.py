@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from xrdagg.db.tables import DOMAIN_LEN, NULL_KEY, UNKNOWN
+from xrdagg.rules import DOMAIN_LEN, NULL_KEY, UNKNOWN
 
 RULE_SERVER_SITE = "SERVER_SITE"
 RULE_PATTERN = "PATTERN"
@@ -37,6 +37,15 @@ class Resolution:
     site: str  # GOCDB site, or 'unknown'
     rule: str  # RULE_*
     ref: str | None  # the pattern's rule id, the domain-map key, or the SERVER_SITE value
+
+    def explain(self) -> str:
+        """Which rule of SPEC §3 answered, in words (e.g. "rule 2, topology pattern #3")."""
+        return {
+            RULE_SERVER_SITE: f"rule 1, SERVER_SITE {self.ref!r} through the VO-name alias map",
+            RULE_PATTERN: f"rule 2, topology pattern #{self.ref}",
+            RULE_DOMAIN_MAP: f"rule 3, domain map entry {self.ref!r}",
+            RULE_NONE: "unresolved: no rule answered",
+        }[self.rule]
 
 
 def normalize_part(value: str | None) -> str | None:

@@ -22,7 +22,6 @@ from sqlalchemy import (
 
 from xrdagg.db.dialect import InsertIgnoringDuplicates, analyze_table, db_now
 from xrdagg.db.tables import (
-    NULL_KEY,
     RAW_TABLES,
     t_domain_site,
     t_host_site,
@@ -34,6 +33,7 @@ from xrdagg.db.tables import (
     t_topology_load,
 )
 from xrdagg.errors import TopologyError
+from xrdagg.rules import NULL_KEY
 from xrdagg.topology.files import Topology
 from xrdagg.topology.resolver import Pattern, Resolver
 

@@ -1,0 +1,230 @@
+"""Statements whose SQL differs per database: merging a SELECT into a table (MERGE / ON
+CONFLICT), inserting while ignoring duplicates, and the session-private staging table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Select,
+    Table,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.visitors import InternalTraversal
+
+# --- merging a SELECT into a table ---------------------------------------------------------------
+
+
+class MergeInto(Executable, ClauseElement):
+    """Add the rows of `source` into `table`, matching on `keys`.
+
+    For a key already present, `add` columns are summed, `low` columns keep the smaller and
+    `high` columns the larger value (NULL meaning "none"); other rows are inserted. With no
+    measure columns it inserts only the missing keys. `source` must select exactly the table's
+    column names. Rendered as MERGE on Oracle and INSERT ... ON CONFLICT elsewhere.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy reads it as a class attribute
+        ("table", InternalTraversal.dp_clauseelement),
+        ("source", InternalTraversal.dp_clauseelement),
+        ("keys", InternalTraversal.dp_string_list),
+        ("add", InternalTraversal.dp_string_list),
+        ("low", InternalTraversal.dp_string_list),
+        ("high", InternalTraversal.dp_string_list),
+    ]
+
+    def __init__(
+        self,
+        table: Table,
+        source: Select[Any],
+        *,
+        keys: Sequence[str],
+        add: Sequence[str] = (),
+        low: Sequence[str] = (),
+        high: Sequence[str] = (),
+    ) -> None:
+        self.table = table
+        self.source = source
+        self.keys = list(keys)
+        self.add = list(add)
+        self.low = list(low)
+        self.high = list(high)
+        self.columns = [c.name for c in source.selected_columns]
+        unknown = set(self.columns) - set(table.c.keys())
+        if unknown:
+            raise ValueError(f"{table.name}: the source selects unknown columns {sorted(unknown)}")
+
+    def as_insert(self) -> Insert:
+        """The same rows as a plain INSERT … SELECT: for a target range known to be empty (a
+        recompute chunk after its DELETE, a first catch-up), where matching keys costs for
+        nothing. Oracle can make it a direct-path insert; PostgreSQL skips the conflict probe."""
+        # In key order: the primary key index is then filled left to right (measured: a fifth
+        # less time for 60k rows into T_STATS_AVG's seven-column key on PostgreSQL).
+        ordered = self.source.order_by(*(self.source.selected_columns[k] for k in self.keys))
+        return self.table.insert().from_select(self.columns, ordered)
+
+
+def _null_aware(op: str, old: str, new: str) -> str:
+    # LEAST/GREATEST and SQLite's min/max return NULL when either side is NULL.
+    return (
+        f"CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
+        f"WHEN {new} {op} {old} THEN {new} ELSE {old} END"
+    )
+
+
+def _assignments(element: MergeInto, old: str, new: str, prep: Any) -> list[str]:
+    sets = [f"{prep(c)} = {old}.{prep(c)} + {new}.{prep(c)}" for c in element.add]
+    sets += [
+        f"{prep(c)} = " + _null_aware("<", f"{old}.{prep(c)}", f"{new}.{prep(c)}")
+        for c in element.low
+    ]
+    sets += [
+        f"{prep(c)} = " + _null_aware(">", f"{old}.{prep(c)}", f"{new}.{prep(c)}")
+        for c in element.high
+    ]
+    return sets
+
+
+@compiles(MergeInto, "oracle")
+def _merge_oracle(element: MergeInto, compiler: Any, **kw: Any) -> str:
+    prep = compiler.preparer.quote
+    target = compiler.preparer.format_table(element.table)
+    source = compiler.process(element.source, **kw)
+    on = " AND ".join(f"tgt.{prep(k)} = src.{prep(k)}" for k in element.keys)
+    cols = ", ".join(prep(c) for c in element.columns)
+    vals = ", ".join(f"src.{prep(c)}" for c in element.columns)
+    sql = f"MERGE INTO {target} tgt USING ({source}) src ON ({on})"
+    sets = _assignments(element, "tgt", "src", prep)
+    if sets:
+        # Oracle's MERGE SET names the target column unqualified.
+        sql += " WHEN MATCHED THEN UPDATE SET " + ", ".join(sets)
+    return sql + f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})"
+
+
+@compiles(MergeInto)
+def _merge_on_conflict(element: MergeInto, compiler: Any, **kw: Any) -> str:
+    prep = compiler.preparer.quote
+    target = compiler.preparer.format_table(element.table)
+    source = compiler.process(element.source, **kw)
+    cols = ", ".join(prep(c) for c in element.columns)
+    keys = ", ".join(prep(k) for k in element.keys)
+    # The outer SELECT ... WHERE true avoids SQLite's INSERT-SELECT-ON-CONFLICT parsing ambiguity.
+    sql = (
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({source}) src WHERE 1 = 1 "
+        f"ON CONFLICT ({keys}) "
+    )
+    sets = _assignments(element, target, "excluded", prep)
+    return sql + ("DO UPDATE SET " + ", ".join(sets) if sets else "DO NOTHING")
+
+
+class InsertIgnoringDuplicates(Insert):
+    """An INSERT that skips rows whose primary key is already there.
+
+    A cache fill racing another job's fill of the same keys must not fail. Rendered as
+    INSERT ... ON CONFLICT DO NOTHING, and on Oracle with the IGNORE_ROW_ON_DUPKEY_INDEX hint.
+    """
+
+    inherit_cache = True
+
+
+@compiles(InsertIgnoringDuplicates)
+def _insert_ignoring_on_conflict(
+    element: InsertIgnoringDuplicates, compiler: Any, **kw: Any
+) -> str:
+    return compiler.visit_insert(element, **kw) + " ON CONFLICT DO NOTHING"
+
+
+@compiles(InsertIgnoringDuplicates, "oracle")
+def _insert_ignoring_oracle(element: InsertIgnoringDuplicates, compiler: Any, **kw: Any) -> str:
+    table = element.table
+    keys = ", ".join(c.name for c in table.primary_key.columns)  # type: ignore[attr-defined]
+    hint = f"INSERT /*+ IGNORE_ROW_ON_DUPKEY_INDEX({table.name}({keys})) */ INTO"
+    return compiler.visit_insert(element, **kw).replace("INSERT INTO", hint, 1)
+
+
+# --- staging tables ------------------------------------------------------------------------------
+
+
+class clear_stage(Executable, ClauseElement):  # noqa: N801 - reads as the statement it renders
+    """Drop this session's staging table (PostgreSQL, SQLite), or empty it (Oracle's global
+    temporary table is part of the schema; TRUNCATE is DDL there and would commit the job)."""
+
+    inherit_cache = True
+    _traverse_internals = [("table", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+
+@compiles(clear_stage)
+def _clear_stage_drop(element: clear_stage, compiler: Any, **kw: Any) -> str:
+    return f"DROP TABLE IF EXISTS {compiler.preparer.format_table(element.table)}"
+
+
+@compiles(clear_stage, "oracle")
+def _clear_stage_delete(element: clear_stage, compiler: Any, **kw: Any) -> str:
+    return f"DELETE FROM {compiler.preparer.format_table(element.table)}"
+
+
+class fill_stage_as(Executable, ClauseElement):  # noqa: N801
+    """Fill a staging table from a SELECT whose column names are the table's.
+
+    PostgreSQL: CREATE TEMPORARY TABLE … ON COMMIT DROP AS SELECT, because PostgreSQL runs a
+    CREATE TABLE AS in parallel workers and never an INSERT … SELECT; SQLite: CREATE TEMPORARY
+    TABLE … AS SELECT; Oracle: INSERT into the migrations' global temporary table.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012
+        ("table", InternalTraversal.dp_clauseelement),
+        ("source", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, table: Table, source: Select[Any]) -> None:
+        self.table = table
+        self.source = source
+
+
+@compiles(fill_stage_as)
+def _fill_stage_create(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
+    target = compiler.preparer.format_table(element.table)
+    on_commit = " ON COMMIT DROP" if compiler.dialect.name == "postgresql" else ""
+    return f"CREATE TEMPORARY TABLE {target}{on_commit} AS {compiler.process(element.source, **kw)}"
+
+
+@compiles(fill_stage_as, "oracle")
+def _fill_stage_insert(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
+    target = compiler.preparer.format_table(element.table)
+    columns = ", ".join(compiler.preparer.quote(c.name) for c in element.source.selected_columns)
+    return f"INSERT INTO {target} ({columns}) {compiler.process(element.source, **kw)}"
+
+
+def analyze_table(conn: Connection, table: Table) -> None:
+    """Give the planner statistics of a freshly filled staging table, where that pays.
+
+    PostgreSQL: ANALYZE (autovacuum never sees temporary tables). Oracle samples a global
+    temporary table dynamically at parse time; SQLite's planner needs none for these scans.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+
+# Memory a PostgreSQL aggregation may use per hash table or sort before spilling to disk. The
+# server default (4 MB) makes the grouping of a million staged rows spill; a job runs a handful of
+# such statements one after another, so this bounds a job's extra memory too.
+POSTGRES_AGGREGATION_WORK_MEM = "256MB"
+
+
+def tune_for_aggregation(conn: Connection) -> None:
+    """Session settings for the rest of this transaction that bulk aggregation needs."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_AGGREGATION_WORK_MEM}'")
+        # A fresh staging table's estimates are rough, and a high estimate makes PostgreSQL
+        # JIT-compile the statement: measured 0.6 s of compiling for a 1.8 s statement.
+        conn.exec_driver_sql("SET LOCAL jit = off")

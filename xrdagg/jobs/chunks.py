@@ -1,0 +1,189 @@
+"""Recompute chunks: a bin range of one 10-minute job, rebuilt from raw in one transaction.
+
+A chunk [c0, c1) deletes the job's statistics rows of those bins and inserts them again from the
+raw rows with INSERT_DATE <= the job's watermark: the rows ending in it (user activity, access
+pattern), arriving in it (message rate), and active in it (the matrix: rows ending in it, or
+ending up to 7 days later and starting before c1). It leaves the SPEC §6 invariant true, so a
+recompute can stop between any two chunks. Chunks are planned a day each, split into runs of
+whole bins when a day holds more raw rows than a chunk should.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+)
+
+from xrdagg.db.tables import (
+    t_msg_rate,
+    t_stats_access_pattern,
+    t_stats_avg,
+    t_user_activity,
+)
+from xrdagg.db.types import UtcDate
+from xrdagg.jobs import contributions
+from xrdagg.jobs.specs import JobSpec
+from xrdagg.jobs.stage import fill_stage, release_stage, staged_rows
+from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS
+from xrdagg.sources import SOURCES, Source
+from xrdagg.topology.store import fill_resolution_cache, read_resolver
+
+DEFAULT_MAX_CHUNK_ROWS = 1_000_000
+C0 = bindparam("chunk_lo", type_=UtcDate())
+C1 = bindparam("chunk_hi", type_=UtcDate())
+C1_REACH = bindparam("chunk_reach", type_=UtcDate())  # c1 + 7 days: the last end a row can have
+WATERMARK = bindparam("watermark", type_=UtcDate())
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job: str
+    source: str
+    start: datetime
+    end: datetime
+    raw_rows: int  # raw rows ending in [start, end): the size that chose the chunk
+
+    @property
+    def days(self) -> list[datetime]:
+        first = self.start.replace(hour=0, minute=0, second=0)
+        count = math.ceil((self.end - first) / timedelta(days=1))
+        return [first + timedelta(days=i) for i in range(count)]
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    rows_read: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ChunkStatements:
+    deletes: tuple[Executable, ...]
+    # Plain INSERTs: the chunk's bins were just emptied, so no key can collide.
+    inserts: tuple[Executable, ...]
+    stage_condition: ColumnElement[bool]
+    count_ending: Executable
+
+
+@cache
+def chunk_statements(source: Source) -> ChunkStatements:
+    """The statements rebuilding bins [chunk_lo, chunk_hi) of `source`, rows <= watermark."""
+    raw = source.raw
+    known = raw.c.insert_date <= WATERMARK
+    lo_s = bindparam("chunk_lo_s", type_=Integer())
+    hi_s = bindparam("chunk_hi_s", type_=Integer())
+    # Spread rows overlap the chunk: they end at or after c0, and start before c1. A row starts
+    # at most 7 days before its end, so END_DATE bounds the read on its index.
+    spread_condition = and_(
+        known,
+        raw.c.end_date >= C0,
+        raw.c.end_date < C1_REACH,
+        or_(raw.c.end_date < C1, raw.c.start_date < C1),
+    )
+    arriving = and_(known, raw.c.insert_date >= C0, raw.c.insert_date < C1)
+    # One staging of every row the chunk needs; each table then takes its own part of them.
+    staged = staged_rows()
+    ending = select(staged).where(staged.c.end_s >= lo_s, staged.c.end_s < hi_s).subquery("e")
+    arrived = (
+        select(staged).where(staged.c.insert_s >= lo_s, staged.c.insert_s < hi_s).subquery("a")
+    )
+    contributions_of = {
+        t_stats_avg: contributions.stats_avg(staged, source, (lo_s, hi_s)),
+        t_user_activity: contributions.user_activity(ending),
+        t_stats_access_pattern: contributions.access_pattern(ending),
+        t_msg_rate: contributions.msg_rate(arrived, source),
+    }
+    deletes: list[Executable] = []
+    for table in source.feeds:
+        in_chunk = and_(table.c.bin_start >= C0, table.c.bin_start < C1)
+        if "source" in table.c:
+            in_chunk = and_(table.c.source == source.label, in_chunk)
+        deletes.append(delete(table).where(in_chunk))
+    return ChunkStatements(
+        deletes=tuple(deletes),
+        inserts=tuple(contributions_of[t].as_insert() for t in source.feeds),
+        stage_condition=or_(spread_condition, arriving),
+        count_ending=select(func.count()).select_from(ending),
+    )
+
+
+def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
+    """Rebuild the bins of `chunk` in the caller's transaction; returns raw rows it ended."""
+    source = SOURCES[chunk.source]
+    statements = chunk_statements(source)
+    params = {
+        "chunk_lo": chunk.start,
+        "chunk_hi": chunk.end,
+        "chunk_reach": chunk.end + timedelta(seconds=MAX_TRANSFER_SECONDS),
+        "chunk_lo_s": _epoch(chunk.start),
+        "chunk_hi_s": _epoch(chunk.end),
+        "watermark": watermark,
+    }
+    # The cache fill runs the condition as its own query: bind the chunk's values into it.
+    condition = statements.stage_condition.params(params)
+    fill_resolution_cache(conn, read_resolver(conn), {chunk.source: condition})
+    for statement in statements.deletes:
+        conn.execute(statement, params)
+    fill_stage(conn, source, statements.stage_condition, params)
+    for statement in statements.inserts:
+        conn.execute(statement, params)
+    contributions.mark_days(conn, source, chunk.days)
+    rows = int(conn.execute(statements.count_ending, params).scalar_one())
+    release_stage(conn)
+    return rows
+
+
+def _epoch(value: datetime) -> int:
+    return int((value - datetime(1970, 1, 1)).total_seconds())
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def plan_chunks(
+    conn: Connection,
+    jobs: Sequence[JobSpec],
+    day_from: datetime,
+    day_to: datetime,
+    max_rows: int = DEFAULT_MAX_CHUNK_ROWS,
+) -> list[Chunk]:
+    """A chunk per job and day in [day_from, day_to]; a day with more than `max_rows` raw rows
+    ending in it is split into equal runs of whole 10-minute bins."""
+    chunks: list[Chunk] = []
+    for job in jobs:
+        if job.source is None:
+            continue
+        raw = SOURCES[job.source].raw
+        day = day_from
+        while day <= day_to:
+            nxt = day + timedelta(days=1)
+            rows = conn.execute(
+                select(func.count())
+                .select_from(raw)
+                .where(raw.c.end_date >= day, raw.c.end_date < nxt)
+            ).scalar_one()
+            parts = max(1, math.ceil(rows / max_rows))
+            bins_per_part = math.ceil(144 / parts)
+            start = day
+            while start < nxt:
+                end = min(start + timedelta(seconds=bins_per_part * BIN_SECONDS), nxt)
+                chunks.append(Chunk(job.name, job.source, start, end, rows // parts))
+                start = end
+            day = nxt
+    return chunks
