@@ -137,15 +137,22 @@ class Harness:
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def check_invariant(db: Harness, rows: list[tuple[str, dict]]) -> None:
+def check_invariant(
+    db: Harness, rows: list[tuple[str, dict]], topology: RefTopology | None = None
+) -> None:
     """SPEC §6: every statistics table equals the from-scratch computation (tests/reference.py)
-    over `rows` (source, raw row) with INSERT_DATE <= the watermarks of fed10 and eos10."""
+    over `rows` (source, raw row) with INSERT_DATE <= the watermarks of fed10 and eos10, under
+    `topology` (default: the test topology)."""
     frames = {
         source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
         for source in ("fed", "eos")
     }
     expected = compute(
-        frames["fed"], frames["eos"], REF_TOPOLOGY, db.watermark("fed10"), db.watermark("eos10")
+        frames["fed"],
+        frames["eos"],
+        topology or REF_TOPOLOGY,
+        db.watermark("fed10"),
+        db.watermark("eos10"),
     )
     for table, frame in expected.items():
         assert_same(db.table(table), frame, KEYS[table], table)

@@ -3,7 +3,11 @@ from-scratch computation over the raw rows with INSERT_DATE <= watermark (tests/
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +21,10 @@ from tests.helpers import (
     generated_rows,
     raw_row,
 )
+from tests.reference import RefTopology
+from xrdagg.jobs.apply import apply_topology
+from xrdagg.jobs.recompute import Recompute
+from xrdagg.topology.files import read_topology_dir
 
 T0 = datetime(2024, 3, 1)
 
@@ -91,8 +99,36 @@ scenario = st.fixed_dictionaries(
         "daily_between": st.booleans(),
         # a last run past every row, so that the whole of SPEC is checked, not only early bins
         "catch_up": st.booleans(),
+        # a topology change applied after the n-th run: a domain remapped (only its hosts are
+        # resolved again) or a pattern added (every cached host is), each over sparse days
+        "apply": st.one_of(
+            st.none(), st.tuples(st.integers(0, 4), st.sampled_from(["domain", "pattern"]))
+        ),
+        # a recompute of a range of days (0-14 after T0) at the end, before the daily roll-up
+        "recompute": st.one_of(st.none(), st.tuples(st.integers(-1, 14), st.integers(0, 3))),
     }
 )
+
+_CHANGED: dict[str, Path] = {}
+
+
+def _changed_topology(kind: str) -> Path:
+    """The test topology with bnl.gov remapped, or with a pattern for the host wn7 added."""
+    if kind not in _CHANGED:
+        directory = Path(tempfile.mkdtemp(prefix=f"xrdagg-topology-{kind}-"))
+        shutil.copytree(TEST_TOPOLOGY, directory, dirs_exist_ok=True)
+        if kind == "domain":
+            path = directory / "site_topology.json"
+            entries = [e for e in json.loads(path.read_text()) if e["from_value"] != "bnl.gov"]
+            path.write_text(
+                json.dumps([*entries, {"from_value": "bnl.gov", "to_value": "BNL-NEW"}])
+            )
+        else:
+            path = directory / "topology_patterns.json"
+            entries = json.loads(path.read_text())
+            path.write_text(json.dumps([*entries, {"pattern": "^wn7$", "site": "WN7-SITE"}]))
+        _CHANGED[kind] = directory
+    return _CHANGED[kind]
 
 
 @settings(
@@ -105,7 +141,7 @@ def test_statistics_equal_a_from_scratch_computation(db: Harness, case: dict) ->
     db.backend.clear()
     db.load_topology(TEST_TOPOLOGY)
     pending = list(enumerate(case["rows"]))
-    for hours in case["runs"]:
+    for number, hours in enumerate(case["runs"]):
         until = T0 + timedelta(hours=hours)
         # Every row inserted at or before `until` is in the table before a run can pass it; some
         # rows (and every row without INSERT_DATE) may also be there long before their time.
@@ -121,13 +157,27 @@ def test_statistics_equal_a_from_scratch_computation(db: Harness, case: dict) ->
         db.run("eos10", until)
         if case["daily_between"]:
             db.run("daily")
+        if case["apply"] is not None and case["apply"][0] == number:
+            directory = _changed_topology(case["apply"][1])
+            topology = read_topology_dir(directory)
+            apply_topology(db.engine, topology, directory, list(db.jobs.values()))
     db.insert_raw("fed", [row for _, (s, row) in pending if s == "fed"])
     db.insert_raw("eos", [row for _, (s, row) in pending if s == "eos"])
     if case["catch_up"]:
         db.run("fed10", T0 + timedelta(days=30))
         db.run("eos10", T0 + timedelta(days=30))
+    if case["recompute"] is not None:
+        first = T0 + timedelta(days=case["recompute"][0])
+        recompute = Recompute(db.engine, [db.jobs["fed10"], db.jobs["eos10"]])
+        # small chunks: days split into runs of bins, each rebuilt from the rows that overlap it
+        recompute_id, chunks = recompute.start(
+            first, first + timedelta(days=case["recompute"][1]), 8
+        )
+        recompute.run(recompute_id, chunks, workers=1 if db.dialect == "sqlite" else 2)
     db.run("daily")
-    check_invariant(db, case["rows"])
+    applied = case["apply"] is not None and case["apply"][0] < len(case["runs"])
+    topology = RefTopology.from_dir(_changed_topology(case["apply"][1])) if applied else None
+    check_invariant(db, case["rows"], topology)
 
 
 def test_a_second_run_with_the_same_until_changes_nothing(db: Harness) -> None:

@@ -8,7 +8,7 @@ In one transaction, with the 10-minute jobs paused:
 3. find the days that hold statistics of those keys, and delete those rows (T_STATS_AVG by
    domain and site; T_USER_ACTIVITY and T_STATS_ACCESS_PATTERN, which have no domain, by site);
 4. for each run of consecutive such days, stage the raw rows under each job's watermark that
-   overlap it and can feed an affected key (a prefilter on the affected pairs and names), and
+   end in it and can feed an affected key (a prefilter on the affected pairs and names), and
    insert their contributions to the affected keys in that run's bins;
 5. mark the days for the daily job, which rolls them up (and T_SITE) afterwards.
 The key set is closed: a row whose key changes has its old and its new key in it, and an
@@ -48,7 +48,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import day_start, db_now
+from xrdagg.db.dialect import day_start, db_now, tune_for_aggregation
 from xrdagg.db.tables import (
     t_domain_site,
     t_host_site,
@@ -65,7 +65,7 @@ from xrdagg.jobs.agent import pause_jobs, resume_jobs
 from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import day_ranges
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.jobs.stage import fill_stage, release_stage, staged_rows
+from xrdagg.jobs.stage import release_stage, stage_resolved, staged_rows
 from xrdagg.rules import ANY_DOMAIN, MAX_TRANSFER_SECONDS, NULL_KEY
 from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
@@ -74,7 +74,6 @@ from xrdagg.topology.store import load_topology, raw_pair_key
 
 RUN_LO = bindparam("run_lo", type_=UtcDate())
 RUN_HI = bindparam("run_hi", type_=UtcDate())
-RUN_REACH = bindparam("run_reach", type_=UtcDate())  # run end + 7 days: the last end to read
 WATERMARK = bindparam("watermark", type_=UtcDate())
 RUN_LO_S = bindparam("run_lo_s", type_=Integer())
 RUN_HI_S = bindparam("run_hi_s", type_=Integer())
@@ -171,12 +170,14 @@ class _RunStatements:
 def _run_statements(source: Source) -> _RunStatements:
     """Statements rebuilding the affected keys in bins [run_lo, run_hi) of `source`."""
     raw = source.raw
-    # Rows active in the run: ending in it, or ending within 7 days after it and starting in it.
-    overlapping = and_(
+    # A row that feeds an affected key has statistics rows of that key in every bin it is active
+    # in, so all those days are in the set, and a run of consecutive days holds the whole of
+    # such a row: the rows ending in the run are all there is to read (no 7-day reach, unlike a
+    # recompute chunk). The contributions are still clipped to the run's bins below.
+    rows_ending = and_(
         raw.c.insert_date <= WATERMARK,
         raw.c.end_date >= RUN_LO,
-        raw.c.end_date < RUN_REACH,
-        or_(raw.c.end_date < RUN_HI, raw.c.start_date < RUN_HI),
+        raw.c.end_date < RUN_HI,
     )
     staged = staged_rows()
     avg_rows = _where(staged, _avg_hit(staged.c))
@@ -187,7 +188,7 @@ def _run_statements(source: Source) -> _RunStatements:
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
     # Every key these rows go to was deleted in these bins: plain INSERTs, nothing can collide.
     return _RunStatements(
-        stage_condition=and_(overlapping, _raw_prefilter(raw)),
+        stage_condition=and_(rows_ending, _raw_prefilter(raw)),
         inserts=tuple(m.as_insert() for m in merges),
     )
 
@@ -204,12 +205,11 @@ def _rebuild_run(
     params = {
         "run_lo": lo,
         "run_hi": hi,
-        "run_reach": hi + timedelta(seconds=MAX_TRANSFER_SECONDS),
         "run_lo_s": int((lo - EPOCH).total_seconds()),
         "run_hi_s": int((hi - EPOCH).total_seconds()),
         "watermark": watermark,
     }
-    staged = fill_stage(conn, source, statements.stage_condition, params)
+    staged, _ = stage_resolved(conn, source, statements.stage_condition, params)
     written = 0
     if staged:
         for statement in statements.inserts:
@@ -259,6 +259,7 @@ def _apply(
     conn: Connection, topology: Topology, source_dir: Path, jobs: Sequence[JobSpec]
 ) -> ApplyReport:
     report = ApplyReport()
+    tune_for_aggregation(conn)
     old_aliases = {r.alias: r.site for r in conn.execute(select(t_site_alias))}
     old_patterns = [
         tuple(r) for r in conn.execute(select(t_topology).order_by(t_topology.c.rule_id))

@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
 )
 
+from xrdagg.db.dialect import tune_for_aggregation
 from xrdagg.db.tables import (
     t_msg_rate,
     t_stats_access_pattern,
@@ -38,10 +39,9 @@ from xrdagg.db.tables import (
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.jobs.stage import fill_stage, release_stage, staged_rows
+from xrdagg.jobs.stage import release_stage, stage_resolved, staged_rows
 from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS
 from xrdagg.sources import SOURCES, Source
-from xrdagg.topology.store import fill_resolution_cache, read_resolver
 
 DEFAULT_MAX_CHUNK_ROWS = 1_000_000
 C0 = bindparam("chunk_lo", type_=UtcDate())
@@ -135,12 +135,10 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
         "chunk_hi_s": _epoch(chunk.end),
         "watermark": watermark,
     }
-    # The cache fill runs the condition as its own query: bind the chunk's values into it.
-    condition = statements.stage_condition.params(params)
-    fill_resolution_cache(conn, read_resolver(conn), {chunk.source: condition})
+    tune_for_aggregation(conn)
     for statement in statements.deletes:
         conn.execute(statement, params)
-    fill_stage(conn, source, statements.stage_condition, params)
+    stage_resolved(conn, source, statements.stage_condition, params)
     for statement in statements.inserts:
         conn.execute(statement, params)
     contributions.mark_days(conn, source, chunk.days)

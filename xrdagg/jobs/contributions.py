@@ -18,7 +18,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
-    Subquery,
+    Select,
     Table,
     case,
     func,
@@ -60,25 +60,49 @@ def measures(table: Table) -> list[str]:
     return [c.name for c in table.columns if c.name not in keys]
 
 
-def _spread(
-    rows: FromClause, bins: tuple[ColumnElement[int], ColumnElement[int]] | None
-) -> Subquery:
-    """One row per (row, bin it is active in): start bin to end bin, inclusive.
+KEY_COLUMNS = ("src_site", "src_domain", "dst_site", "dst_domain", "vo")
+MATRIX_MEASURES = (
+    "read_bytes", "write_bytes", "active_seconds", "transfers_active", "transfers_ended"
+)  # fmt: skip
 
-    Most transfers start and end in one bin: those need no join, only the rest are joined to
-    T_BIN_SPAN (on equality, which every database hashes) to get one row per bin they span.
-    """
-    carried = [
-        rows.c.start_s, rows.c.end_s, rows.c.end_bin, rows.c.read_b, rows.c.write_b,
-        rows.c.src_site, rows.c.src_domain, rows.c.dst_site, rows.c.dst_domain, rows.c.vo,
-    ]  # fmt: skip
-    single = select(rows.c.end_bin.label("bin_s"), *carried).where(
-        rows.c.start_bin == rows.c.end_bin
-    )
+
+def _single_bin(
+    rows: FromClause, bins: tuple[ColumnElement[int], ColumnElement[int]] | None
+) -> Select[Any]:
+    """Rows that start and end in one bin (most of them), grouped straight into it: all their
+    bytes, their whole duration, active and ended there. No spreading, no join."""
+    keys = [rows.c[k] for k in KEY_COLUMNS]
+    single = select(
+        rows.c.end_bin.label("bin_s"),
+        *keys,
+        func.sum(rows.c.read_b).label("read_bytes"),
+        func.sum(rows.c.write_b).label("write_bytes"),
+        func.sum(rows.c.end_s - rows.c.start_s).label("active_seconds"),
+        func.count().label("transfers_active"),
+        func.count().label("transfers_ended"),
+    ).where(rows.c.start_bin == rows.c.end_bin)
+    if bins is not None:
+        single = single.where(rows.c.end_bin >= bins[0], rows.c.end_bin < bins[1])
+    return single.group_by(rows.c.end_bin, *keys)
+
+
+def _multi_bin(
+    rows: FromClause, bins: tuple[ColumnElement[int], ColumnElement[int]] | None
+) -> Select[Any]:
+    """Rows active in several bins, joined to T_BIN_SPAN (on equality, which every database
+    hashes) for one row per bin they touch, each with its share (SPEC §4), grouped by bin."""
     offsets = t_bin_span.alias("bin_span")
     bin_s = rows.c.start_bin + offsets.c.n * BIN_SECONDS
-    multi = (
-        select(bin_s.label("bin_s"), *carried)
+    spread_rows = (
+        select(
+            bin_s.label("bin_s"),
+            rows.c.start_s,
+            rows.c.end_s,
+            rows.c.end_bin,
+            rows.c.read_b,
+            rows.c.write_b,
+            *(rows.c[k] for k in KEY_COLUMNS),
+        )
         .select_from(rows)
         .join(
             offsets,
@@ -87,9 +111,23 @@ def _spread(
         .where(rows.c.start_bin < rows.c.end_bin)
     )
     if bins is not None:
-        single = single.where(rows.c.end_bin >= bins[0], rows.c.end_bin < bins[1])
-        multi = multi.where(bin_s >= bins[0], bin_s < bins[1])
-    return union_all(single, multi).subquery("spread")
+        spread_rows = spread_rows.where(bin_s >= bins[0], bin_s < bins[1])
+    spread = spread_rows.subquery("spread")
+    duration = spread.c.end_s - spread.c.start_s  # > 0: the row spans several bins
+    # |[start, end) ∩ [bin, bin + 600)|: zero in the end bin of a row ending on a bin boundary.
+    overlap = least_of(spread.c.end_s, spread.c.bin_s + BIN_SECONDS) - greatest_of(
+        spread.c.start_s, spread.c.bin_s
+    )
+    keys = [spread.c[k] for k in KEY_COLUMNS]
+    return select(
+        spread.c.bin_s,
+        *keys,
+        func.sum(as_real(spread.c.read_b) * overlap / duration).label("read_bytes"),
+        func.sum(as_real(spread.c.write_b) * overlap / duration).label("write_bytes"),
+        func.sum(overlap).label("active_seconds"),
+        func.count().label("transfers_active"),
+        func.sum(case((spread.c.bin_s == spread.c.end_bin, 1), else_=0)).label("transfers_ended"),
+    ).group_by(spread.c.bin_s, *keys)
 
 
 def stats_avg(
@@ -100,39 +138,18 @@ def stats_avg(
     """T_STATS_AVG: each row spread over the bins from its start to its end (SPEC §4).
 
     `bins` = (lo, hi) epoch seconds keeps only the bins in [lo, hi): a recompute chunk rebuilds
-    its own bins from every row that overlaps them, and no others.
+    its own bins from every row that overlaps them, and no others. Single-bin and multi-bin rows
+    are grouped apart (the first need no spreading) and their groups added up.
     """
-    spread = _spread(rows, bins)
-    duration = spread.c.end_s - spread.c.start_s
-    # |[start, end) ∩ [bin, bin + 600)|: zero in the end bin of a row ending on a bin boundary.
-    overlap = least_of(spread.c.end_s, spread.c.bin_s + BIN_SECONDS) - greatest_of(
-        spread.c.start_s, spread.c.bin_s
-    )
-
-    def share(total: ColumnElement[Any]) -> ColumnElement[Any]:
-        # A zero-length transfer puts all its bytes into its end bin.
-        return case((duration == 0, total), else_=as_real(total) * overlap / duration)
-
-    keys = [
-        spread.c.src_site,
-        spread.c.src_domain,
-        spread.c.dst_site,
-        spread.c.dst_domain,
-        spread.c.vo,
-    ]
+    parts = union_all(_single_bin(rows, bins), _multi_bin(rows, bins)).subquery("parts")
+    keys = [parts.c[k] for k in KEY_COLUMNS]
     grouped = (
         select(
-            spread.c.bin_s,
+            parts.c.bin_s,
             *keys,
-            func.sum(share(spread.c.read_b)).label("read_bytes"),
-            func.sum(share(spread.c.write_b)).label("write_bytes"),
-            func.sum(overlap).label("active_seconds"),
-            func.count().label("transfers_active"),
-            func.sum(case((spread.c.bin_s == spread.c.end_bin, 1), else_=0)).label(
-                "transfers_ended"
-            ),
+            *(func.sum(parts.c[m]).label(m) for m in MATRIX_MEASURES),
         )
-        .group_by(spread.c.bin_s, *keys)
+        .group_by(parts.c.bin_s, *keys)
         .subquery("grouped")
     )
     contribution = select(

@@ -21,14 +21,13 @@ from sqlalchemy import (
     select,
 )
 
-from xrdagg.db.dialect import MergeInto
+from xrdagg.db.dialect import MergeInto, tune_for_aggregation
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
 from xrdagg.jobs.normalize import is_clock_error
-from xrdagg.jobs.stage import fill_stage, release_stage, staged_bounds, staged_rows
+from xrdagg.jobs.stage import release_stage, stage_resolved, staged_bounds, staged_rows
 from xrdagg.sources import SOURCES, Source
-from xrdagg.topology.store import fill_resolution_cache, read_resolver
 
 WINDOW_LO = bindparam("window_lo", type_=UtcDate())
 WINDOW_HI = bindparam("window_hi", type_=UtcDate())
@@ -94,15 +93,15 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
 def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetime) -> RunCounts:
     """Add the contributions of the raw rows with lo < INSERT_DATE <= hi to the statistics, in
     the caller's transaction; returns the counts for the run log."""
-    raw = source.raw
     params = {"window_lo": lo, "window_hi": hi}
     counts = RunCounts()
-    window = and_(raw.c.insert_date > lo, raw.c.insert_date <= hi)
-    counts.new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source.name: window})
+    tune_for_aggregation(conn)
     statements = _statements(source)
     counts.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
     counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
-    counts.rows_read = fill_stage(conn, source, window_condition(source), params)
+    counts.rows_read, counts.new_pairs = stage_resolved(
+        conn, source, window_condition(source), params
+    )
     if counts.rows_read == 0:
         return counts
     bounds = staged_bounds(conn)

@@ -83,9 +83,11 @@ def normalized_rows(source: Source, condition: ColumnElement[bool]) -> Select[An
         func.coalesce(nonblank(raw.c.user_dn), nonblank(raw.c.server_username), UNKNOWN),
         USER_LEN,
     )
+    # Outer joins: a pair the cache lacks leaves its side's domain NULL, which the staging
+    # notices (resolving the pair and staging again) instead of losing the row.
     joined = (
-        raw.join(client, matches_pair(client, raw.c.client_host, raw.c.client_domain))
-        .join(server, matches_pair(server, raw.c.server_host, raw.c.server_domain))
+        raw.outerjoin(client, matches_pair(client, raw.c.client_host, raw.c.client_domain))
+        .outerjoin(server, matches_pair(server, raw.c.server_host, raw.c.server_domain))
         .outerjoin(alias, alias.c.alias == func.upper(server_site))
     )
     return (

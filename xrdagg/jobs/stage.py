@@ -34,12 +34,13 @@ from xrdagg.db.dialect import (
     clear_stage,
     fill_stage_as,
     floor_to,
-    tune_for_aggregation,
 )
+from xrdagg.db.tables import t_host_site
 from xrdagg.db.types import Number, RawNumber, Text
 from xrdagg.jobs.normalize import clipped_start, normalized_rows
 from xrdagg.rules import BIN_SECONDS, DOMAIN_LEN, SITE_LEN, USER_LEN, VO_LEN
 from xrdagg.sources import Source
+from xrdagg.topology.store import fill_resolution_cache, read_resolver, require_topology
 
 # Kept out of the schema's metadata: Alembic must not see a per-session table as drift.
 stage_metadata = MetaData()
@@ -52,10 +53,10 @@ t_stage_norm = Table(
     Column("start_given", BigInteger),  # START_DATE as it came: NULL or after the end too
     Column("read_b", Number(), nullable=False),
     Column("write_b", Number(), nullable=False),
-    Column("src_site", Text(SITE_LEN), nullable=False),
-    Column("src_domain", Text(DOMAIN_LEN), nullable=False),
-    Column("dst_site", Text(SITE_LEN), nullable=False),
-    Column("dst_domain", Text(DOMAIN_LEN), nullable=False),
+    Column("src_site", Text(SITE_LEN)),
+    Column("src_domain", Text(DOMAIN_LEN)),  # NULL: the pair is not cached yet (restaged)
+    Column("dst_site", Text(SITE_LEN)),
+    Column("dst_domain", Text(DOMAIN_LEN)),  # likewise
     Column("vo", Text(VO_LEN), nullable=False),
     Column("user_dn", Text(USER_LEN), nullable=False),
     Column("file_size", RawNumber()),
@@ -69,21 +70,52 @@ t_stage_norm = Table(
 )
 
 
-def fill_stage(
+def stage_resolved(
+    conn: Connection, source: Source, condition: ColumnElement[bool], params: dict[str, Any]
+) -> tuple[int, int]:
+    """Replace the staged rows with the valid raw rows of `source` matching `condition`,
+    normalised and resolved (SPEC §2-3); returns (rows staged, pairs newly resolved).
+
+    The rows are staged first, joined to the resolution cache as it is: when every pair is
+    cached already (a recompute, most windows of a running service) that is all, and no
+    separate pass over the raw rows looks for new pairs. Otherwise the missing pairs are
+    resolved and cached, and the rows staged again. An empty cache (a first catch-up) is filled
+    before the first staging instead, which would otherwise be wasted.
+    The transaction should be tuned for bulk work (`tune_for_aggregation`).
+    """
+    require_topology(conn)  # even when every pair is cached: a run needs its topology
+    new_pairs = 0
+    bound = condition.params(params)
+    if not _has_any_pair(conn):
+        new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source.name: bound})
+    staged = _fill(conn, source, condition, params)
+    if staged and _has_unresolved(conn):
+        new_pairs += fill_resolution_cache(conn, read_resolver(conn), {source.name: bound})
+        staged = _fill(conn, source, condition, params)
+    return staged, new_pairs
+
+
+def _fill(
     conn: Connection, source: Source, condition: ColumnElement[bool], params: dict[str, Any]
 ) -> int:
-    """Replace the staged rows with the valid raw rows of `source` matching `condition`,
-    normalised and resolved (SPEC §2-3); returns how many were staged.
-
-    The resolution cache must already hold every (host, domain) pair of those rows.
-    """
-    tune_for_aggregation(conn)
     conn.execute(clear_stage(t_stage_norm))
     conn.execute(fill_stage_as(t_stage_norm, normalized_rows(source, condition)), params)
     # The planner knows nothing of a fresh temporary table: without statistics PostgreSQL guesses
     # a few hundred rows and picks nested loops for the spread join.
     analyze_table(conn, t_stage_norm)
     return int(conn.execute(select(func.count()).select_from(t_stage_norm)).scalar_one())
+
+
+def _has_any_pair(conn: Connection) -> bool:
+    return conn.execute(select(t_host_site.c.host_key).limit(1)).first() is not None
+
+
+def _has_unresolved(conn: Connection) -> bool:
+    """Whether a staged row met a (host, domain) pair the cache does not hold yet: its domain
+    is NULL (the cache's domain_name never is)."""
+    stage = t_stage_norm
+    missing = stage.c.src_domain.is_(None) | stage.c.dst_domain.is_(None)
+    return conn.execute(select(stage.c.end_s).where(missing).limit(1)).first() is not None
 
 
 def staged_rows(stage: FromClause = t_stage_norm) -> Subquery:

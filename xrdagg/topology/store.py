@@ -118,10 +118,15 @@ def has_topology(conn: Connection) -> bool:
     return conn.execute(select(func.count()).select_from(t_topology_load)).scalar_one() > 0
 
 
-def read_resolver(conn: Connection) -> Resolver:
-    """The resolver of the topology loaded in the database."""
+def require_topology(conn: Connection) -> None:
+    """Raise TopologyError unless a topology is loaded: no statistics without one."""
     if not has_topology(conn):
         raise TopologyError("no topology is loaded: run `xrdagg topology load` first")
+
+
+def read_resolver(conn: Connection) -> Resolver:
+    """The resolver of the topology loaded in the database."""
+    require_topology(conn)
     patterns = [
         Pattern(rule_id=r.rule_id, pattern=r.pattern, site=r.site)
         for r in conn.execute(select(t_topology).order_by(t_topology.c.rule_id))
@@ -159,9 +164,9 @@ def uncached_pairs(where: dict[str, ColumnElement[bool]]) -> CompoundSelect:
         ):
             host_key, domain_key = raw_pair_key(host, domain)
             parts.append(
-                select(host_key.label("host_key"), domain_key.label("domain_key")).where(
-                    condition, ~exists().where(matches_pair(t_host_site, host, domain))
-                )
+                select(host_key.label("host_key"), domain_key.label("domain_key"))
+                .where(condition, ~exists().where(matches_pair(t_host_site, host, domain)))
+                .distinct()  # each side's few distinct pairs, before the union compares sides
             )
     return union(*parts)
 
