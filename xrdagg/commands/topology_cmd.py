@@ -142,10 +142,9 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
     report = apply_topology(ctx.engine, data, directory, specs, dry_run=dry_run)
     verb = "would change" if dry_run else "changed"
     console.print(f"{len(report.changes)} cached host(s) {verb} site:")
-    for c in sorted(report.changes, key=lambda c: -c.raw_rows)[:100]:
-        console.print(
-            f"  {c.host_shown} ({c.domain}): {c.old_site} -> {c.new_site}, {c.raw_rows} raw rows"
-        )
+    for c in sorted(report.changes, key=lambda c: (-(c.raw_rows or 0), c.host_key))[:100]:
+        rows = "" if c.raw_rows is None else f", {c.raw_rows} raw rows"
+        console.print(f"  {c.host_shown} ({c.domain}): {c.old_site} -> {c.new_site}{rows}")
     for alias, (old, new) in sorted(report.alias_changes.items()):
         kept = "(kept as written)"
         console.print(f"  SERVER_SITE alias {alias}: {old or kept} -> {new or kept}")

@@ -138,7 +138,7 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
     tune_for_aggregation(conn)
     for statement in statements.deletes:
         conn.execute(statement, params)
-    stage_resolved(conn, source, statements.stage_condition, params)
+    stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
     for statement in statements.inserts:
         conn.execute(statement, params)
     contributions.mark_days(conn, source, chunk.days)

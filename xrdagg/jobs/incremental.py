@@ -100,7 +100,7 @@ def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetim
     counts.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
     counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
     counts.rows_read, counts.new_pairs = stage_resolved(
-        conn, source, window_condition(source), params
+        conn, source, window_condition(source), params, new_data=True
     )
     if counts.rows_read == 0:
         return counts

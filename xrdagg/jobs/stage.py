@@ -71,22 +71,28 @@ t_stage_norm = Table(
 
 
 def stage_resolved(
-    conn: Connection, source: Source, condition: ColumnElement[bool], params: dict[str, Any]
+    conn: Connection,
+    source: Source,
+    condition: ColumnElement[bool],
+    params: dict[str, Any],
+    *,
+    new_data: bool,
 ) -> tuple[int, int]:
     """Replace the staged rows with the valid raw rows of `source` matching `condition`,
     normalised and resolved (SPEC §2-3); returns (rows staged, pairs newly resolved).
 
-    The rows are staged first, joined to the resolution cache as it is: when every pair is
-    cached already (a recompute, most windows of a running service) that is all, and no
-    separate pass over the raw rows looks for new pairs. Otherwise the missing pairs are
-    resolved and cached, and the rows staged again. An empty cache (a first catch-up) is filled
-    before the first staging instead, which would otherwise be wasted.
+    `new_data` (an incremental window) expects hosts never seen before: their pairs are
+    resolved and cached first, by one pass over the window's raw rows, and the rows staged once.
+    A rebuild of old data (a recompute chunk, a topology apply) finds its pairs cached: its
+    rows are staged at once against the cache as it is, and only if a pair is missing (a row
+    that arrived behind the watermark of an earlier run) is it resolved and the rows staged
+    again. Either way no row is lost: a pair the cache lacks leaves its side's domain NULL.
     The transaction should be tuned for bulk work (`tune_for_aggregation`).
     """
     require_topology(conn)  # even when every pair is cached: a run needs its topology
     new_pairs = 0
     bound = condition.params(params)
-    if not _has_any_pair(conn):
+    if new_data or not _has_any_pair(conn):
         new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source.name: bound})
     staged = _fill(conn, source, condition, params)
     if staged and _has_unresolved(conn):
