@@ -41,6 +41,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `environ` (default: the process environment); a bad value raises
+        ConfigError naming the variable."""
         env = os.environ if environ is None else environ
         url = _parse_url(
             "XRDAGG_DATABASE_URL", env.get("XRDAGG_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -75,10 +77,12 @@ class Settings:
         )
 
     def with_overrides(self, **changes: object) -> Settings:
+        """A copy of these settings with the given fields replaced."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
     def backend(self) -> str:
+        """The database kind: 'sqlite', 'postgresql' or 'oracle'."""
         return self.database_url.get_backend_name()
 
     def safe_url(self) -> str:

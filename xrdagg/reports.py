@@ -16,6 +16,7 @@ from xrdagg.topology.store import fill_resolution_cache, matches_pair, read_reso
 
 
 def since(conn: Connection, days: float | None) -> datetime | None:
+    """Database now minus `days` days (None when `days` is None): the start of a report's period."""
     if days is None:
         return None
     return conn.execute(select(db_now())).scalar_one() - timedelta(days=days)
@@ -88,6 +89,7 @@ def unresolved(conn: Connection, start: datetime | None = None, limit: int = 30)
 
 
 def top_site_pairs(conn: Connection, limit: int = 10) -> pd.DataFrame:
+    """The site pairs (server -> client) with the most bytes read, per source, from T_STATS_AVG."""
     avg = t_stats_avg
     statement = (
         select(

@@ -54,6 +54,7 @@ class Metrics:
         start_http_server(port, addr=address)
 
     def observe(self, report: RunReport, lag_seconds: float | None) -> None:
+        """Record a finished run in the metrics (lag in seconds when known)."""
         if not self.enabled:
             return
         self.runs.labels(report.job, report.outcome).inc()
@@ -67,6 +68,8 @@ class Metrics:
 
 
 class Service:
+    """`xrdagg serve`: the jobs on their schedules, with retries, metrics and a clean stop."""
+
     def __init__(
         self,
         engine: Engine,
@@ -123,6 +126,7 @@ class Service:
         return None if watermark is None else (now - watermark).total_seconds()
 
     def schedule(self) -> None:
+        """Add every job to the scheduler with its interval or cron trigger."""
         for job in self.jobs:
             trigger: Any
             if job.cron:

@@ -22,6 +22,8 @@ from xrdagg.db.tables import (
 
 @dataclass(frozen=True)
 class Source:
+    """One raw source: its name, its raw table and the 10-minute statistics tables it feeds."""
+
     name: str  # 'fed' / 'eos': job kinds and command-line values
     raw: Table  # the collectors' table it reads
     feeds: tuple[Table, ...]  # the 10-minute statistics tables its rows go into

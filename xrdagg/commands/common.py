@@ -64,6 +64,8 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 
 
 def parse_utc(value: str | None, option: str) -> datetime | None:
+    """A command-line date or timestamp as a naive UTC datetime (None stays None); a bad value is
+    refused naming `option`."""
     if value is None:
         return None
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
@@ -75,6 +77,7 @@ def parse_utc(value: str | None, option: str) -> datetime | None:
 
 
 def existing_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """Click callback: the option's directory as a Path, refused when it does not exist."""
     if value is None:
         return None
     path = Path(value)

@@ -15,6 +15,7 @@ from xrdagg.db.engine import make_engine
 
 
 def alembic_config(settings: Settings, connection: Connection | None = None) -> Config:
+    """The Alembic configuration for `settings`: the project's migrations, its database URL."""
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     cfg.attributes["settings"] = settings
@@ -27,10 +28,12 @@ def alembic_config(settings: Settings, connection: Connection | None = None) -> 
 def upgrade(
     settings: Settings, revision: str = "head", connection: Connection | None = None
 ) -> None:
+    """Bring the schema up to `revision` (default: the newest)."""
     command.upgrade(alembic_config(settings, connection), revision)
 
 
 def downgrade(settings: Settings, revision: str, connection: Connection | None = None) -> None:
+    """Take the schema down to `revision`."""
     command.downgrade(alembic_config(settings, connection), revision)
 
 

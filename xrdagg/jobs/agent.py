@@ -24,6 +24,8 @@ PAUSED_BY_LEN = 256
 
 @dataclass(frozen=True)
 class AgentState:
+    """A job's T_AGENT row as its run sees it."""
+
     watermark: datetime | None
     paused_by: str | None
     paused_since: datetime | None

@@ -81,6 +81,8 @@ EPOCH = datetime(1970, 1, 1)
 
 @dataclass(frozen=True)
 class PairChange:
+    """A cached (host, domain) pair whose site the new topology changes."""
+
     host_key: str
     domain_key: str
     domain: str
@@ -96,6 +98,8 @@ class PairChange:
 
 @dataclass
 class ApplyReport:
+    """What a topology apply changed, and what it cost."""
+
     changes: list[PairChange] = field(default_factory=list)
     alias_changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     pairs_checked: int = 0  # cached pairs resolved again

@@ -52,6 +52,8 @@ WATERMARK = bindparam("watermark", type_=UtcDate())
 
 @dataclass(frozen=True)
 class Chunk:
+    """Bins [start, end) of one 10-minute job, rebuilt in one transaction."""
+
     job: str
     source: str
     start: datetime
@@ -60,6 +62,7 @@ class Chunk:
 
     @property
     def days(self) -> list[datetime]:
+        """The midnights of the days the chunk's bins belong to."""
         first = self.start.replace(hour=0, minute=0, second=0)
         count = math.ceil((self.end - first) / timedelta(days=1))
         return [first + timedelta(days=i) for i in range(count)]
@@ -67,6 +70,8 @@ class Chunk:
 
 @dataclass
 class ChunkResult:
+    """One rebuilt chunk: the raw rows ending in it, and how long it took."""
+
     chunk: Chunk
     rows_read: int
     duration_s: float
@@ -74,6 +79,8 @@ class ChunkResult:
 
 @dataclass(frozen=True)
 class ChunkStatements:
+    """The statements of a chunk of one source, built once, bound to the chunk's values."""
+
     deletes: tuple[Executable, ...]
     # Plain INSERTs: the chunk's bins were just emptied, so no key can collide.
     inserts: tuple[Executable, ...]

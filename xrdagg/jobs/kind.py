@@ -50,6 +50,8 @@ class RunCounts:
 
 
 class JobKind(Protocol):
+    """A job kind: a function of the run's connection and context, returning its counts."""
+
     def __call__(self, conn: Connection, context: RunContext) -> RunCounts:
         """Do the kind's work in the caller's transaction; return its counts."""
         ...

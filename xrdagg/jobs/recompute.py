@@ -241,6 +241,7 @@ class Recompute:
             )
 
     def finish(self, recompute_id: int) -> None:
+        """Mark the recompute done and lift its pause on the jobs."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(t_recompute)

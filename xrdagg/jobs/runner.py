@@ -61,6 +61,8 @@ KINDS: dict[str, JobKind] = {
 
 @dataclass
 class RunReport:
+    """One run of one job, as the run log and the operator see it."""
+
     job: str
     outcome: str = "RUNNING"  # OK, FAILED, SKIPPED
     run_id: int | None = None
@@ -117,6 +119,9 @@ class JobRunner:
         self.upstream = tuple(j.name for j in jobs if j.source is not None)
 
     def run(self, job: JobSpec, *, until: datetime | None = None, wait: bool = False) -> RunReport:
+        """Run `job` once (SPEC §6) and return its report: OK, SKIPPED (another run holds the job,
+        or a rebuild paused it) or FAILED (the error is in the report and the run log; nothing
+        was committed)."""
         report = RunReport(job=job.name)
         started = time.monotonic()
         try:

@@ -18,6 +18,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 @dataclass(frozen=True)
 class JobSpec:
+    """One declared job (jobs/*.toml): its kind, schedule and options."""
+
     name: str
     kind: str  # one of KINDS
     description: str = ""

@@ -93,6 +93,7 @@ class Profile:
 
     @classmethod
     def realistic(cls) -> Profile:
+        """Production-like traffic: tasks of one user at one client site reading from one server."""
         return cls(mix="realistic")
 
     @classmethod

@@ -31,6 +31,8 @@ BATCH_ROWS = 5000
 
 @dataclass
 class LoadReport:
+    """What a raw load did: rows loaded, and each refused record with its line and reason."""
+
     rows_read: int = 0
     rows_loaded: int = 0
     problems: list[str] = field(default_factory=list)  # "line N: reason"
@@ -156,6 +158,8 @@ def _plain(value: object) -> object:
 
 
 def load_file(conn: Connection, path: Path, source: str, *, skip_invalid: bool) -> LoadReport:
+    """Load a CSV, Parquet or JSON-lines file of raw records into the `source` raw table; returns
+    the report (bad records refused one by one, the rest loaded)."""
     frame, kind = read_records(path)
     now = conn.execute(select(db_now())).scalar_one()
     good, report = prepare(frame, kind, now)

@@ -33,6 +33,8 @@ MAX_REPORTED_PROBLEMS = 50
 
 @dataclass(frozen=True)
 class VoSite:
+    """One VO's name for a site (vo_sites.json)."""
+
     vo: str
     site: str
     vo_site: str
@@ -56,6 +58,7 @@ class Topology:
         return aliases
 
     def resolver(self) -> Resolver:
+        """The resolver of this topology (SPEC §3)."""
         return Resolver(self.patterns, self.domain_map, self.aliases())
 
 

@@ -22,16 +22,21 @@ RULE_NONE = "NONE"
 
 @dataclass(frozen=True)
 class Pattern:
+    """One row of T_TOPOLOGY: a regular expression and the site it names."""
+
     rule_id: int  # 1-based position in topology_patterns.json
     pattern: str
     site: str
 
     def compiled(self) -> re.Pattern[str]:
+        """The pattern compiled for case-insensitive search."""
         return re.compile(self.pattern, re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Resolution:
+    """The site of one side of a row, and the rule of SPEC §3 that gave it."""
+
     fqdn: str | None
     domain: str  # normalised domain, or 'unknown'
     site: str  # GOCDB site, or 'unknown'
@@ -104,6 +109,8 @@ class Resolver:
     def resolve(
         self, host: str | None, domain: str | None, server_site: str | None = None
     ) -> Resolution:
+        """The resolution of a raw (host, domain), with the row's SERVER_SITE for the server side
+        (SPEC §2-3)."""
         fqdn, dom = normalize(host, domain)
         shown_domain = (dom or UNKNOWN)[:DOMAIN_LEN]
         site = self.server_site(server_site)

@@ -42,6 +42,8 @@ _TOPOLOGY_TABLES = (t_topology, t_domain_site, t_site_country, t_site_vo_name, t
 
 @dataclass(frozen=True)
 class LoadSummary:
+    """What a topology load wrote."""
+
     load_id: int
     patterns: int
     domains: int
@@ -115,6 +117,7 @@ def refresh_site_countries(conn: Connection) -> None:
 
 
 def has_topology(conn: Connection) -> bool:
+    """Whether a topology has been loaded into the database."""
     return conn.execute(select(func.count()).select_from(t_topology_load)).scalar_one() > 0
 
 

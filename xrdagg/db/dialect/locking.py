@@ -64,6 +64,8 @@ def is_lock_busy(error: exc.DBAPIError) -> bool:
 
 
 def is_serialization_failure(error: exc.DBAPIError) -> bool:
+    """True when `error` says the transaction lost a snapshot conflict (or a deadlock): run it
+    again."""
     orig = error.orig
     if getattr(orig, "sqlstate", None) in ("40001", "40P01"):
         return True
