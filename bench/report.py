@@ -47,7 +47,10 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("recompute, 1 worker ÷ floor (target ≤ 10×)", _ratio(w1 and w1["s"] / floor)),
         ("recompute, 4 workers (s)", _seconds(w4 and w4["s"])),
         ("recompute, 4 workers ÷ floor", _ratio(w4 and w4["s"] / floor)),
-        ("recompute speed-up, 4 vs 1 worker (target ≥ 3×)", _ratio(w4 and w1 and w1["s"] / w4["s"])),
+        (
+            "recompute speed-up, 4 vs 1 worker (target ≥ 3×)",
+            _ratio(w4 and w1 and w1["s"] / w4["s"]),
+        ),
         ("recompute chunks (a chunk is a day)", str(w1["chunks"]) if w1 else "–"),
         ("topology apply: remapped domain (its share of rows)", _remapped(r)),
         ("topology apply (s)", _seconds(r["remap_s"])),

@@ -15,7 +15,8 @@ mix is the one the goals are judged on, the *worst* one draws every key per row)
              as a share of the 1-worker recompute;
 - projection: hours to recompute 1e9 rows at the 1-worker rate and at the 4-worker rate.
 Targets (issue 13): catch-up and recompute ≤ 10× floor, a 20k batch < 0.5 s, 4 workers ≥ 3× one,
-peak memory flat in N, remap ≤ 5% of the recompute. Job timings are the job's own (run log), without process start-up.
+peak memory flat in N, remap ≤ 5% of the recompute. Job timings are the job's own (run log),
+without process start-up.
 
 Every call into xrdagg's Python API is in one small function below ("the engine's API"), so that
 a move of that API is one edit here; the jobs themselves run through the command line.
