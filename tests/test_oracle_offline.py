@@ -149,3 +149,15 @@ def test_db_sql_command_prints_the_oracle_script(monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(main, ["db", "sql"])
     assert result.exit_code == 0, result.output
     assert "MERGE" not in result.output and "CREATE TABLE t_user_activity" in result.output
+
+
+def test_the_oracle_staging_table_has_the_columns_the_engine_stages() -> None:
+    """Oracle's global temporary table (revision 0005) is created by the migrations, the other
+    databases' staging table by each fill: both must take the same columns, NULLs included (a
+    side whose pair is not cached yet is staged with NULL site and domain)."""
+    from xrdagg.jobs.stage import t_stage_norm
+
+    script = (SQL_DIR / "oracle_schema.sql").read_text()
+    block = script.split("CREATE GLOBAL TEMPORARY TABLE t_stage_norm (")[1].split("\n)")[0]
+    declared = {line.split()[0]: "NOT NULL" in line for line in block.splitlines() if line.strip()}
+    assert declared == {c.name: not c.nullable for c in t_stage_norm.columns}
