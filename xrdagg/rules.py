@@ -6,6 +6,8 @@ database layer to know them.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 # SPEC §2: Oracle stores '' as NULL, and NULL never matches in a join or MERGE, so every key
 # column is NOT NULL and a missing value is this literal.
 UNKNOWN = "unknown"
@@ -26,6 +28,20 @@ DOMAIN_LEN = 255  # a DNS name has at most 253 characters
 USER_LEN = 512
 VO_LEN = 64
 NAME_LEN = 1000  # raw string columns, SPEC §1
+
+# SPEC §4: bins are counted in whole seconds from here (naive UTC datetimes at the edges).
+EPOCH = datetime(1970, 1, 1)
+
+
+def seconds_since_epoch(moment: datetime) -> int:
+    """Whole seconds from 1970-01-01 UTC to `moment` (a naive UTC datetime)."""
+    return int((moment - EPOCH).total_seconds())
+
+
+def at_epoch_seconds(seconds: int) -> datetime:
+    """The naive UTC datetime `seconds` whole seconds after 1970-01-01."""
+    return EPOCH + timedelta(seconds=int(seconds))
+
 
 # Stands for a NULL raw host/domain in the resolution cache's keys (no host is spelled '~').
 NULL_KEY = "~"

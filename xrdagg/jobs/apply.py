@@ -65,18 +65,17 @@ from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import day_ranges
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.jobs.stage import release_stage, stage_resolved, staged_rows
-from xrdagg.rules import ANY_DOMAIN, MAX_TRANSFER_SECONDS, NULL_KEY
+from xrdagg.rules import ANY_DOMAIN, NULL_KEY, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
 from xrdagg.topology.resolver import parent_domains
-from xrdagg.topology.store import load_topology, raw_pair_key
+from xrdagg.topology.store import load_topology, pair_sides, raw_pair_key
 
 RUN_LO = bindparam("run_lo", type_=UtcDate())
 RUN_HI = bindparam("run_hi", type_=UtcDate())
 WATERMARK = bindparam("watermark", type_=UtcDate())
 RUN_LO_S = bindparam("run_lo_s", type_=Integer())
 RUN_HI_S = bindparam("run_hi_s", type_=Integer())
-EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -210,8 +209,8 @@ def _rebuild_run(
     params = {
         "run_lo": lo,
         "run_hi": hi,
-        "run_lo_s": int((lo - EPOCH).total_seconds()),
-        "run_hi_s": int((hi - EPOCH).total_seconds()),
+        "run_lo_s": seconds_since_epoch(lo),
+        "run_hi_s": seconds_since_epoch(hi),
         "watermark": watermark,
     }
     staged, _ = stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
@@ -388,8 +387,8 @@ def _count_affected_rows(
 ) -> None:
     """Raw rows (under the watermark) behind each changed pair, on either side. The changed
     pairs are the cache rows resolved at `now`: this transaction's (the jobs are paused). Every
-    row of a changed pair fed a deleted key, so it ends within the days rebuilt (or 7 days
-    after): only that range is counted, never the whole history."""
+    row of a changed pair fed a deleted key, so it ends within the days rebuilt: only that range
+    is counted, never the whole history."""
     if not report.changes or not report.days:
         return
     first, last = report.days[0], report.days[-1] + timedelta(days=1)
@@ -405,12 +404,9 @@ def _count_affected_rows(
         in_range = and_(
             raw.c.insert_date <= watermark,
             raw.c.end_date >= first,
-            raw.c.end_date < last + timedelta(seconds=MAX_TRANSFER_SECONDS),
+            raw.c.end_date < last,
         )
-        for host, domain in (
-            (raw.c.client_host, raw.c.client_domain),
-            (raw.c.server_host, raw.c.server_domain),
-        ):
+        for host, domain in pair_sides(raw):
             h, d = raw_pair_key(host, domain)
             statement = (
                 select(h, d, func.count()).where(in_range, tuple_(h, d).in_(changed)).group_by(h, d)

@@ -40,7 +40,7 @@ from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.jobs.stage import release_stage, stage_resolved, staged_rows
-from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS
+from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 
 DEFAULT_MAX_CHUNK_ROWS = 1_000_000
@@ -138,8 +138,8 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
         "chunk_lo": chunk.start,
         "chunk_hi": chunk.end,
         "chunk_reach": chunk.end + timedelta(seconds=MAX_TRANSFER_SECONDS),
-        "chunk_lo_s": _epoch(chunk.start),
-        "chunk_hi_s": _epoch(chunk.end),
+        "chunk_lo_s": seconds_since_epoch(chunk.start),
+        "chunk_hi_s": seconds_since_epoch(chunk.end),
         "watermark": watermark,
     }
     tune_for_aggregation(conn)
@@ -152,10 +152,6 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
     rows = int(conn.execute(statements.count_ending, params).scalar_one())
     release_stage(conn)
     return rows
-
-
-def _epoch(value: datetime) -> int:
-    return int((value - datetime(1970, 1, 1)).total_seconds())
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -27,17 +27,17 @@ from xrdagg.jobs import contributions
 from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
 from xrdagg.jobs.normalize import is_clock_error
 from xrdagg.jobs.stage import release_stage, stage_resolved, staged_bounds, staged_rows
+from xrdagg.rules import at_epoch_seconds
 from xrdagg.sources import SOURCES, Source
 
 WINDOW_LO = bindparam("window_lo", type_=UtcDate())
 WINDOW_HI = bindparam("window_hi", type_=UtcDate())
-EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
 class _Statements:
-    # (target, its contribution, the staged column whose minimum is the first bin it writes)
-    merges: tuple[tuple[Table, MergeInto, str], ...]
+    # (a table's contribution, the staged column whose minimum is the first bin it writes)
+    merges: tuple[tuple[MergeInto, str], ...]
     dirty_days: Executable
     count_clock_errors: Executable
     count_null_insert: Executable
@@ -54,13 +54,12 @@ def _statements(source: Source) -> _Statements:
             (contributions.access_pattern(stage), "first_end_bin"),
         ]
     merges.append((contributions.msg_rate(stage, source), "first_insert_bin"))
-    window = and_(raw.c.insert_date > WINDOW_LO, raw.c.insert_date <= WINDOW_HI)
     return _Statements(
-        merges=tuple((m.table, m, first) for m, first in merges),
+        merges=tuple(merges),
         dirty_days=contributions.dirty_days(stage, source),
         count_clock_errors=select(func.count())
         .select_from(raw)
-        .where(window, is_clock_error(source)),
+        .where(window_condition(source), is_clock_error(source)),
         # A row without INSERT_DATE belongs to no window: it is counted in the window its end
         # date falls in, so that it shows up once in the run log.
         count_null_insert=select(func.count())
@@ -103,13 +102,15 @@ def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetim
         conn, source, window_condition(source), params, new_data=True
     )
     if counts.rows_read == 0:
+        release_stage(conn)
         return counts
     bounds = staged_bounds(conn)
-    for table, merge, first in statements.merges:
-        first_bin = EPOCH + timedelta(seconds=int(getattr(bounds, first)))
+    for merge, first in statements.merges:
+        first_bin = at_epoch_seconds(getattr(bounds, first))
         # Nothing at or after the first bin the window writes: no key can collide, so a plain
         # INSERT does (a first catch-up, or a window of new bins only).
-        statement = merge if _has_rows_from(conn, table, source, first_bin) else merge.as_insert()
+        upsert = _has_rows_from(conn, merge.table, source, first_bin)
+        statement = merge if upsert else merge.as_insert()
         counts.rows_written += max(conn.execute(statement).rowcount, 0)
     conn.execute(statements.dirty_days)
     release_stage(conn)

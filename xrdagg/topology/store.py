@@ -139,6 +139,11 @@ def read_resolver(conn: Connection) -> Resolver:
     return Resolver(patterns, domains, aliases)
 
 
+def pair_sides(raw: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """The (host, domain) columns of a raw table's two sides: client, then server."""
+    return (raw.c.client_host, raw.c.client_domain), (raw.c.server_host, raw.c.server_domain)
+
+
 def raw_pair_key(host: Any, domain: Any) -> tuple[ColumnElement[str], ColumnElement[str]]:
     """The T_HOST_SITE key of a raw (host, domain): the raw values, NULL spelled NULL_KEY."""
     return func.coalesce(host, NULL_KEY), func.coalesce(domain, NULL_KEY)
@@ -161,10 +166,7 @@ def uncached_pairs(where: dict[str, ColumnElement[bool]]) -> CompoundSelect:
     parts = []
     for source, condition in where.items():
         raw = RAW_TABLES[source]
-        for host, domain in (
-            (raw.c.client_host, raw.c.client_domain),
-            (raw.c.server_host, raw.c.server_domain),
-        ):
+        for host, domain in pair_sides(raw):
             host_key, domain_key = raw_pair_key(host, domain)
             parts.append(
                 select(host_key.label("host_key"), domain_key.label("domain_key"))
