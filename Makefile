@@ -22,8 +22,8 @@ test: lint typecheck
 	$(BIN)/pytest
 
 lint: $(BIN)/xrdagg
-	$(BIN)/ruff check xrdagg migrations tests bench
-	$(BIN)/ruff format --check xrdagg migrations tests bench
+	$(BIN)/ruff check xrdagg migrations tests bench setup.py
+	$(BIN)/ruff format --check xrdagg migrations tests bench setup.py
 
 typecheck: $(BIN)/xrdagg
 	$(BIN)/mypy xrdagg

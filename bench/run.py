@@ -1,7 +1,7 @@
 """Benchmark: the FED job against the bare GROUP BY floor, per backend and per generator mix.
 
-    make bench                                   # 1M rows over 4 days, SQLite and PostgreSQL,
-                                                 # both mixes; writes docs/benchmarks.md
+    make bench                                   # 1M rows over 4 days, SQLite, PostgreSQL and
+                                                 # MariaDB, both mixes; writes docs/benchmarks.md
     make bench BENCH_ARGS="--rows 200000 --backends sqlite --mixes realistic"
 
 For each backend and mix, in a fresh database: N FED rows (xrdagg.raw.generate; the *realistic*
@@ -9,8 +9,10 @@ mix is the one the goals are judged on, the *worst* one draws every key per row)
 - floor:     the bare `GROUP BY` 10-minute bin of the same rows (count, sum of bytes), fetched;
 - catch-up:  `xrdagg run fed10` over all N rows, in its own process (peak memory: its VmHWM);
 - batch:     ~20k new rows arriving after the watermark, then `xrdagg run fed10` again;
-- recompute: fed10 over every day of data with 1 worker, and with 4 on PostgreSQL (SQLite has
+- recompute: fed10 over every day of data with 1 worker, and with 4 on the servers (SQLite has
              one writer: it refuses more than 1); a chunk is a day, as `xrdagg recompute` plans it;
+- audit:     `xrdagg audit --source fed` over every day, after the recompute (consistent), as
+             a share of the 1-worker recompute (issue 10: under 10%);
 - remap:     `topology apply` remapping the shipped domain closest to 1.5% of the rows (1–2%),
              as a share of the 1-worker recompute;
 - projection: hours to recompute 1e9 rows at the 1-worker rate and at the 4-worker rate.
@@ -47,6 +49,8 @@ from bench import report
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2024, 3, 1)
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
+BACKENDS = ("sqlite", "postgres", "mariadb")
 STATS_TABLES = ("t_stats_avg", "t_user_activity", "t_stats_access_pattern", "t_msg_rate")
 PROJECTED_ROWS = 1_000_000_000
 REMAP_SHARE = 0.015  # the remapped domain's share of the rows: the closest to this
@@ -135,6 +139,18 @@ def recompute_fed10(
     return elapsed, sum(r.rows_read for r in results), len(chunks)
 
 
+def audit_fed10(engine: Engine) -> tuple[float, bool]:
+    """(seconds, consistent) of `xrdagg audit --source fed` over every day (issue 10)."""
+    from xrdagg.jobs.audit import audit, source_jobs
+    from xrdagg.jobs.specs import load_job_specs
+
+    jobs = source_jobs(load_job_specs(ROOT / "jobs"), ["fed"])
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        result = audit(conn, jobs, None, None)
+    return time.perf_counter() - started, result.consistent
+
+
 def apply_remapped_topology(engine: Engine, domain: str) -> int:
     """`topology apply` of the shipped topology with `domain` mapped to a new site; changes."""
     from xrdagg.jobs.apply import apply_topology
@@ -163,7 +179,9 @@ class Database:
         return self.env["XRDAGG_DATABASE_URL"]
 
 
-def fresh_database(backend: str, pg_url: str) -> Database:
+def fresh_database(backend: str, pg_url: str, mysql_url: str = DEFAULT_MYSQL) -> Database:
+    if backend == "mariadb":
+        return _fresh_mysql_database(mysql_url)
     if backend == "sqlite":
         directory = tempfile.mkdtemp(prefix="xrdagg-bench-")
 
@@ -188,6 +206,23 @@ def fresh_database(backend: str, pg_url: str) -> Database:
     return Database(backend, {"XRDAGG_DATABASE_URL": url.render_as_string(False)}, drop)
 
 
+def _fresh_mysql_database(mysql_url: str) -> Database:
+    """A throw-away database on the MariaDB server (a MySQL schema is a database)."""
+    name = f"xrdagg_bench_{uuid.uuid4().hex[:8]}"
+    base = make_url(mysql_url).set(drivername="mysql+pymysql")
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+    url = base.set(database=name)
+    return Database("mariadb", {"XRDAGG_DATABASE_URL": url.render_as_string(False)}, drop)
+
+
 def bulk_insert(url: str, frame: pd.DataFrame) -> None:
     """The fastest honest load per backend (benchmark set-up only, not measured)."""
     columns = raw_columns()
@@ -204,6 +239,24 @@ def bulk_insert(url: str, frame: pd.DataFrame) -> None:
         lite.executemany(f"INSERT INTO t_raw_fed ({', '.join(columns)}) VALUES ({marks})", rows)
         lite.commit()
         lite.close()
+        return
+    if parsed.get_backend_name() == "mysql":
+        import pymysql
+
+        my = pymysql.connect(
+            host=parsed.host, port=parsed.port or 3306, user=parsed.username,
+            password=parsed.password or "", database=parsed.database, charset="utf8mb4",
+        )  # fmt: skip
+        marks = ", ".join(["%s"] * len(columns))
+        with my.cursor() as cursor:
+            # PyMySQL sends each batch as one multi-row INSERT.
+            for at in range(0, len(rows), 5000):
+                cursor.executemany(
+                    f"INSERT INTO t_raw_fed ({', '.join(columns)}) VALUES ({marks})",
+                    rows[at : at + 5000],
+                )
+        my.commit()
+        my.close()
         return
     import psycopg
 
@@ -284,7 +337,7 @@ def stats_rows(engine: Engine) -> dict[str, int]:
 
 def bench_one(backend: str, mix: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of one backend and mix, in a fresh database."""
-    db = fresh_database(backend, args.pg_url)
+    db = fresh_database(backend, args.pg_url, args.mysql_url)
     try:
         return _measure(db, mix, args)
     finally:
@@ -305,6 +358,9 @@ def _measure(db: Database, mix: str, args: argparse.Namespace) -> dict[str, Any]
         if db.backend == "postgres":
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE"))
+        if db.backend == "mariadb":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE TABLE t_raw_fed"))
         end_of_data = START + timedelta(days=days + 4)  # past the late arrivals
 
         log(f"[{db.backend}/{mix}] floor, catch-up, batch…")
@@ -329,6 +385,9 @@ def _measure(db: Database, mix: str, args: argparse.Namespace) -> dict[str, Any]
             last_day = START + timedelta(days=days)
             seconds, read, chunks = recompute_fed10(engine, START, last_day, w)
             r[f"recompute_w{w}"] = {"s": seconds, "rows": read, "chunks": chunks}
+        log(f"[{db.backend}/{mix}] audit of fed (consistent after the recompute)…")
+        r["audit_s"], consistent = audit_fed10(engine)
+        assert consistent, "the audit found differences right after a recompute"
         log(f"[{db.backend}/{mix}] topology apply remapping {domain} ({share:.1%})…")
         started = time.perf_counter()
         changes = apply_remapped_topology(engine, domain)
@@ -351,13 +410,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--days", type=float, default=4, help="days the rows' end times span")
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"of {', '.join(BACKENDS)}")
     parser.add_argument("--mixes", default="realistic,worst", help="generator mixes (first: goals)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--pg-url", default=os.environ.get("XRDAGG_TEST_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--mysql-url", default=os.environ.get("XRDAGG_TEST_MYSQL_URL", DEFAULT_MYSQL)
+    )
     parser.add_argument("--write", metavar="FILE", help="also write the markdown report to FILE")
     args = parser.parse_args(argv)
     args.workers = [1, 4]
+    unknown = set(args.backends.split(",")) - set(BACKENDS)
+    if unknown:
+        parser.error(f"--backends: unknown {', '.join(sorted(unknown))} (of {', '.join(BACKENDS)})")
     command = shlex.join(["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)])
     results = []
     for backend in args.backends.split(","):
@@ -366,7 +431,11 @@ def main(argv: list[str] | None = None) -> None:
             log(report.one_line(results[-1]))  # each figure as it comes
     print(report.tables(results))
     if args.write:
-        context = report.context(command, args.pg_url if "postgres" in args.backends else None)
+        context = report.context(
+            command,
+            args.pg_url if "postgres" in args.backends else None,
+            args.mysql_url if "mariadb" in args.backends else None,
+        )
         Path(args.write).write_text(report.markdown(context, results, args))
         log(f"wrote {args.write}")
 

@@ -14,9 +14,15 @@ config = context.config
 if config.config_file_name is not None and not config.attributes.get("quiet_logging"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-settings: Settings = config.attributes.get("settings") or Settings.from_env()
+settings: Settings = config.attributes.get("settings") or Settings.load()
 # Revisions read this to decide whether to create T_RAW_FED/T_RAW_EOS themselves.
 config.attributes["create_raw_tables"] = settings.raw_schema is None
+# Revision 0006: interval partitioning on Oracle (XRDAGG_ORACLE_PARTITIONING, or for Alembic's
+# own command line `alembic -x oracle_partitioning=off upgrade head`).
+_x = context.get_x_argument(as_dictionary=True).get("oracle_partitioning")
+config.attributes["oracle_partitioning"] = (
+    settings.oracle_partitioning if _x is None else _x.lower() not in ("off", "false", "no", "0")
+)
 
 
 def run_offline() -> None:
@@ -26,6 +32,9 @@ def run_offline() -> None:
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
     )
+    # The script binds nothing: without this, Oracle's version row is inserted with
+    # `RETURNING … INTO :ret_0`, an undeclared bind that stops SQL*Plus.
+    context.get_context().dialect.insert_returning = False
     with context.begin_transaction():
         context.run_migrations()
 
@@ -44,8 +53,9 @@ def run_online() -> None:
 
 
 def _declared_schema_only(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
-    # Oracle's staging table (revision 0005) is per-session scratch space, not in the metadata.
-    return not (type_ == "table" and name == "t_stage_norm")
+    # Oracle's staging table (revisions 0005, 0010) is per-session scratch space, not in the
+    # metadata.
+    return not (type_ == "table" and name in ("t_stage_norm", "t_stage_group"))
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]

@@ -1,9 +1,13 @@
-"""Real databases for the tests: SQLite always, PostgreSQL and Oracle when one can be had.
+"""Real databases for the tests: SQLite always; PostgreSQL, MySQL/MariaDB and Oracle when one
+can be had.
 
 PostgreSQL: XRDAGG_TEST_POSTGRES_URL (what .ci/run sets, for the server on this machine), else a
-testcontainers server when a Docker engine answers. Oracle: XRDAGG_ORACLE_URL, else Oracle Free
-through testcontainers when Docker answers. Otherwise those tiers skip, saying why.
-Each session gets its own schema (PostgreSQL) or file (SQLite), migrated once.
+testcontainers server when a Docker engine answers. MySQL/MariaDB: XRDAGG_TEST_MYSQL_URL (e.g.
+mysql+pymysql://root@127.0.0.1:3306/test, what .ci/run sets), else MariaDB through
+testcontainers. Oracle: XRDAGG_ORACLE_URL, else Oracle Free through testcontainers when Docker
+answers. Otherwise those tiers skip, saying why.
+Each session gets its own schema (PostgreSQL), database (MySQL/MariaDB) or file (SQLite),
+migrated once and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -90,6 +94,41 @@ def _postgres() -> Iterator[Backend]:
         stack.close()
 
 
+# The MariaDB the Docker fallback starts: the oldest release xrdagg supports keeps it honest.
+MARIADB_IMAGE = "mariadb:10.11"
+
+
+def _mysql() -> Iterator[Backend]:
+    base = os.environ.get("XRDAGG_TEST_MYSQL_URL")
+    stack = contextlib.ExitStack()
+    if not base:
+        if not docker_available():
+            pytest.skip("MySQL tier: set XRDAGG_TEST_MYSQL_URL or run a Docker engine")
+        from testcontainers.mysql import MySqlContainer
+
+        container = stack.enter_context(
+            MySqlContainer(MARIADB_IMAGE, username="root", password="test", dialect="pymysql")
+        )
+        base = container.get_connection_url()
+    url = Settings.from_env({"XRDAGG_DATABASE_URL": base}).database_url  # mysql+pymysql
+    database = f"xrdagg_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, pool_pre_ping=True)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {database} CHARACTER SET utf8mb4"))
+    env = {"XRDAGG_DATABASE_URL": url.set(database=database).render_as_string(hide_password=False)}
+    settings = Settings.from_env(env)
+    try:
+        migrate.upgrade(settings)
+        engine = make_engine(settings)
+        yield Backend("mysql", settings, engine, env)
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database}"))
+        admin.dispose()
+        stack.close()
+
+
 def _oracle() -> Iterator[Backend]:
     url = os.environ.get("XRDAGG_ORACLE_URL")
     stack = contextlib.ExitStack()
@@ -121,4 +160,6 @@ def open_backend(name: str, tmp_dir: Path) -> Iterator[Backend]:
         return _sqlite(tmp_dir)
     if name == "postgres":
         return _postgres()
+    if name == "mysql":
+        return _mysql()
     return _oracle()

@@ -10,6 +10,7 @@ from tests.helpers import TEST_TOPOLOGY, Harness
 BACKENDS = [
     "sqlite",
     pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
     pytest.param("oracle", marks=pytest.mark.oracle),
 ]
 
@@ -32,12 +33,18 @@ def db(backend: Backend) -> Iterator[Harness]:
 
 
 @pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="session",
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
 )
 def server_backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backend]:
-    """SQLite and PostgreSQL only: for tests of migrations that drop and recreate everything."""
+    """SQLite, PostgreSQL and MySQL/MariaDB only: for tests of migrations that drop and recreate
+    everything."""
     yield from open_backend(request.param, tmp_path_factory.mktemp(request.param + "-mig"))
 
 
@@ -52,6 +59,10 @@ def _tier_reasons() -> dict[str, str]:
     from tests.backends import docker_available
 
     reasons = {}
+    from tests.browser import find_chromium
+
+    if find_chromium() is None:
+        reasons["chromium"] = "no chromium on PATH (Debian package `chromium`; .ci/run installs it)"
     docker = None
     if not os.environ.get("XRDAGG_TEST_POSTGRES_URL"):
         docker = docker_available()
@@ -59,6 +70,11 @@ def _tier_reasons() -> dict[str, str]:
             reasons["postgres"] = (
                 "no XRDAGG_TEST_POSTGRES_URL and no Docker engine for testcontainers"
             )
+    if not os.environ.get("XRDAGG_TEST_MYSQL_URL"):
+        if docker is None:
+            docker = docker_available()
+        if not docker:
+            reasons["mysql"] = "no XRDAGG_TEST_MYSQL_URL and no Docker engine for testcontainers"
     if not os.environ.get("XRDAGG_ORACLE_URL"):
         if docker is None:
             docker = docker_available()

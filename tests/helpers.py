@@ -42,6 +42,8 @@ KEYS = {
     "t_stats_access_pattern_a": ["day", "src_site", "dst_site", "vo"],
     "t_msg_rate": ["bin_start", "source", "domain"],
     "mv_site_stats": ["day", "site", "role", "source"],
+    "t_site_pair_day": ["day", "source", "src_site", "dst_site", "vo"],
+    "t_unresolved_day": ["day", "source", "side", "domain", "vo"],
     "t_site": ["site"],
 }
 
@@ -159,15 +161,22 @@ def check_invariant(
 
 
 def wait_until(
-    predicate: Callable[[], object], *, timeout: float = 30, what: str, interval: float = 0.05
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 30,
+    what: str,
+    interval: float = 0.05,
+    details: Callable[[], str] | None = None,
 ) -> None:
     """Poll `predicate` until it is true; after `timeout` seconds fail, saying what was awaited.
 
     For a test that waits for something to happen (a run, a lock held, a line logged, a server
     up); a fixed sleep is either too short on a slow machine or a waste on a fast one.
+    `details`, called on failure, adds what helps to see why (a process's log).
     """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; it did not happen")
+            extra = f"\n{details()}" if details else ""
+            raise AssertionError(f"waited {timeout:g} s for {what}; it did not happen{extra}")
         time.sleep(interval)

@@ -255,7 +255,33 @@ def compute(fed: pd.DataFrame, eos: pd.DataFrame, topo: RefTopology,
         columns=["day", "site", "role", "source", "read_bytes", "write_bytes", "transfers",
                  "local_read_bytes", "remote_read_bytes", "users"],
     )  # fmt: skip
+    pairs: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
+    for (b, source, src, _, dst, _, vo), v in avg.items():
+        acc = pairs[(b.replace(hour=0, minute=0, second=0), source, src, dst, vo)]
+        for i, value in enumerate((v[0], v[1], v[2], v[4])):
+            acc[i] += value
+    t_pairs = pd.DataFrame(
+        [(*k, *v) for k, v in pairs.items()],
+        columns=["day", "source", "src_site", "dst_site", "vo",
+                 "read_bytes", "write_bytes", "active_seconds", "transfers_ended"],
+    )  # fmt: skip
+    unresolved: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for (b, source, src, src_dom, dst, dst_dom, vo), v in avg.items():
+        day = b.replace(hour=0, minute=0, second=0)
+        for side, site, domain in (("server", src, src_dom), ("client", dst, dst_dom)):
+            if site == "unknown":
+                acc = unresolved[(day, source, side, domain, vo)]
+                acc[0] += v[4]
+                acc[1] += v[0]
+                acc[2] += v[1]
+    t_unresolved = pd.DataFrame(
+        [(*k, *v) for k, v in unresolved.items()],
+        columns=["day", "source", "side", "domain", "vo",
+                 "transfers_ended", "read_bytes", "write_bytes"],
+    )  # fmt: skip
     return {
+        "t_unresolved_day": t_unresolved,
+        "t_site_pair_day": t_pairs,
         "t_stats_avg": t_avg,
         "t_user_activity": t_ua,
         "t_stats_access_pattern": t_ap,

@@ -16,7 +16,10 @@ from typing import Any
 # The seams, in one place: (module, function). Rename here when the engine renames them.
 AGGREGATE_WINDOW = ("xrdagg.jobs.incremental", "aggregate_window")  # a job run, before its commit
 REBUILD_CHUNK = ("xrdagg.jobs.recompute", "rebuild_chunk")  # one recompute chunk, before commit
-SEAMS = (AGGREGATE_WINDOW, REBUILD_CHUNK)
+APPLY_REBUILD = ("xrdagg.jobs.apply", "_apply")  # a topology apply, before its commit
+# A chunk's result is recorded once its transaction has committed.
+CHUNK_COMMITTED = ("xrdagg.jobs.recompute", "ChunkResult")
+SEAMS = (AGGREGATE_WINDOW, REBUILD_CHUNK, APPLY_REBUILD, CHUNK_COMMITTED)
 
 
 class SeamMissingError(RuntimeError):

@@ -30,7 +30,13 @@ def test_run_prints_one_line_per_job_and_is_idempotent(db: Harness, cli) -> None
     first = cli("run", "--until", "2024-03-02 00:00:00")
     assert first.exit_code == 0, first.output
     lines = first.output.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["fed10", "eos10", "daily", "housekeeping"]
+    assert [line.split(":")[0] for line in lines] == [
+        "fed10",
+        "eos10",
+        "daily",
+        "audit",
+        "housekeeping",
+    ]
     assert "2 rows" in lines[0] and "2024-03-02 00:00:00]" in lines[0]
     again = cli("run", "fed10", "--until", "2024-03-02 00:00:00")
     assert "nothing new" in again.output or " 0 rows" in again.output

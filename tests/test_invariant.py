@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import delete
 
 from tests.helpers import (
     KEYS,
@@ -22,7 +23,9 @@ from tests.helpers import (
     raw_row,
 )
 from tests.reference import RefTopology
+from xrdagg.db.tables import RAW_TABLES
 from xrdagg.jobs.apply import apply_topology
+from xrdagg.jobs.audit import audit, repair_in_transaction, repair_with_recompute, source_jobs
 from xrdagg.jobs.recompute import Recompute
 from xrdagg.topology.files import read_topology_dir
 
@@ -106,6 +109,15 @@ scenario = st.fixed_dictionaries(
         ),
         # a recompute of a range of days (0-14 after T0) at the end, before the daily roll-up
         "recompute": st.one_of(st.none(), st.tuples(st.integers(-1, 14), st.integers(0, 3))),
+        # then rows arriving *behind* the watermark (seconds before it), and raw rows deleted
+        # after they were counted; `xrdagg audit --repair` (through a recompute, or in an audit
+        # job's transaction) must bring every table back to the from-scratch computation
+        "late": st.lists(
+            st.tuples(st.sampled_from(["fed", "eos"]), raw_rows(), st.integers(0, 3 * 86400)),
+            max_size=4,
+        ),
+        "deleted": st.lists(st.integers(0, 39), max_size=4, unique=True),
+        "repair_in_job": st.booleans(),
     }
 )
 
@@ -174,10 +186,46 @@ def test_statistics_equal_a_from_scratch_computation(db: Harness, case: dict) ->
             first, first + timedelta(days=case["recompute"][1]), 8
         )
         recompute.run(recompute_id, chunks, workers=1 if db.dialect == "sqlite" else 2)
+    rows = _arrive_late_and_delete(db, case)
     db.run("daily")
     applied = case["apply"] is not None and case["apply"][0] < len(case["runs"])
     topology = RefTopology.from_dir(_changed_topology(case["apply"][1])) if applied else None
-    check_invariant(db, case["rows"], topology)
+    check_invariant(db, rows, topology)
+
+
+def _arrive_late_and_delete(db: Harness, case: dict) -> list[tuple[str, dict]]:
+    """Rows inserted behind the watermark and rows deleted from raw, then audited and repaired;
+    returns the raw rows as they are now."""
+    rows = list(case["rows"])
+    if not case["late"] and not case["deleted"]:
+        return rows
+    jobs = {"fed": "fed10", "eos": "eos10"}
+    for source, row, behind in case["late"]:
+        watermark = db.watermark(jobs[source])
+        if watermark is None:
+            continue  # nothing is behind a job that never ran
+        late = {**row, "insert_date": watermark - timedelta(seconds=behind)}
+        db.insert_raw(source, [late])
+        rows.append((source, late))
+    gone = [rows[i] for i in case["deleted"] if i < len(case["rows"])]
+    for source, row in gone:
+        table = RAW_TABLES[source]
+        with db.engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.unique_id == row["unique_id"]))
+    rows = [r for r in rows if r not in gone]
+    sources = source_jobs([db.jobs["fed10"], db.jobs["eos10"]])
+    if case["repair_in_job"]:
+        with db.engine.begin() as conn:
+            result = audit(conn, sources, None, None, lock=True)
+            repair_in_transaction(conn, sources, result)
+    else:
+        with db.engine.begin() as conn:
+            result = audit(conn, sources, None, None)
+        repair_with_recompute(db.engine, sources, result)
+    with db.engine.begin() as conn:
+        after = audit(conn, sources, None, None)
+    assert after.consistent, after.summary()
+    return rows
 
 
 def test_a_second_run_with_the_same_until_changes_nothing(db: Harness) -> None:

@@ -3,6 +3,7 @@ compiled with the Oracle dialect and checked by xrdagg.db.oracle_lint."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -13,16 +14,20 @@ from sqlalchemy.dialects import oracle
 from xrdagg.cli import main
 from xrdagg.config import PROJECT_ROOT, Settings
 from xrdagg.db import migrate
+from xrdagg.db.dialect.ddl import PARTITION_INTERVALS
 from xrdagg.db.engine import make_engine
 from xrdagg.db.offline import ORACLE_PRODUCTION, oracle_grants, oracle_schema
-from xrdagg.db.oracle_lint import lint_ddl, lint_metadata, lint_sql
+from xrdagg.db.oracle_lint import lint_ddl, lint_metadata, lint_script, lint_sql
 from xrdagg.db.tables import RAW_SCHEMA, metadata
 from xrdagg.jobs.apply import apply_topology
+from xrdagg.jobs.audit import audit, repair_in_transaction, source_jobs
 from xrdagg.jobs.recompute import Recompute
 from xrdagg.jobs.runner import JobRunner
 from xrdagg.jobs.specs import load_job_specs
+from xrdagg.plots import throughput
 from xrdagg.raw.generate import generate
-from xrdagg.raw.load import load_frame
+from xrdagg.raw.load import load_file, load_frame
+from xrdagg.report.query import QUERIES, Filters
 from xrdagg.reports import invalid_rows, job_status, top_site_pairs, unresolved, unresolved_share
 from xrdagg.topology.files import read_topology_dir
 from xrdagg.topology.store import load_topology
@@ -71,6 +76,20 @@ def executed_statements(tmp_path_factory: pytest.TempPathFactory) -> list[Clause
     topology = read_topology_dir(PROJECT_ROOT / "topology")
     topology.domain_map["cern.ch"] = "CERN-RENAMED"
     apply_topology(engine, topology, PROJECT_ROOT / "topology", specs)
+    # A file loaded (twice: the second skips every record) behind the watermark, then an
+    # audit that repairs in its transaction: the statements of issue 10.
+    export = path.parent / "late.csv"
+    export.write_text(
+        "unique_id,end_date,insert_date\nbehind-1,2024-03-01 10:00:00,2024-03-01 11:00:00\n"
+    )
+    for _ in range(2):
+        with engine.begin() as conn:
+            load_file(conn, export, "fed", skip_invalid=False, watermark=datetime(2024, 3, 4))
+    jobs = source_jobs(specs)
+    with engine.begin() as conn:
+        found = audit(conn, jobs, datetime(2024, 3, 1), datetime(2024, 3, 2), lock=True)
+        assert found.differences
+        repair_in_transaction(conn, jobs, found)
     with engine.begin() as conn:
         job_status(conn)
     with engine.begin() as conn:
@@ -79,6 +98,17 @@ def executed_statements(tmp_path_factory: pytest.TempPathFactory) -> list[Clause
         top_site_pairs(conn)
         unresolved_share(conn)
         job_status(conn)
+        throughput(conn, site="CERN-PROD", role="client", start=datetime(2024, 3, 1))
+        # `xrdagg report`: every kind, on the daily tables (whole days) and the 10-minute ones.
+        for start, end in ((datetime(2024, 3, 1), datetime(2024, 3, 3)),
+                           (datetime(2024, 3, 1, 6), datetime(2024, 3, 2, 6))):  # fmt: skip
+            for names in ("gocdb", "vo"):
+                filters = Filters(start, end, site="CERN-PROD", vo="cms", names=names, top=5)
+                for kind, report in QUERIES.items():
+                    if kind != "sites":
+                        report(conn, filters)
+                report(conn, replace(filters, site=None, names="gocdb", vo=None))
+                QUERIES["sites"](conn, replace(filters, vo="cms", names="vo"))
     engine.dispose()
     return captured
 
@@ -96,9 +126,14 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
     assert len(rendered) >= 30, "the capture missed the workflow"
     assert any(sql.startswith("MERGE INTO t_stats_avg") for sql in rendered)  # incremental
     assert any(sql.startswith("INSERT INTO t_stats_avg") for sql in rendered)  # empty range
-    assert any(sql.startswith("INSERT INTO t_stage_norm") for sql in rendered)  # the staging
+    assert any(sql.startswith("INSERT INTO t_stage_group") for sql in rendered)  # the staging
     assert any(sql.startswith("DELETE FROM t_stats_avg") for sql in rendered)  # recompute, apply
     assert any("t_topology_delta" in sql for sql in rendered)
+    assert any("FROM t_site_pair_day" in sql for sql in rendered)  # reports on whole days
+    assert any("INSERT INTO t_site_pair_day" in sql for sql in rendered)  # the daily roll-up
+    assert any("INSERT INTO t_unresolved_day" in sql for sql in rendered)
+    assert any("FROM t_unresolved_day" in sql for sql in rendered)
+    assert any("sum(t_msg_rate.messages" in sql.lower() for sql in rendered)  # the audit
     assert any("atlas_xrd_mon.t_raw_fed" in sql for sql in rendered)  # the raw schema is honoured
     problems = {sql[:120]: lint_sql(sql) for sql in rendered if lint_sql(sql)}
     assert problems == {}
@@ -134,8 +169,88 @@ def test_offline_oracle_migration_is_clean(raw_schema: str | None) -> None:
     assert "CREATE TABLE t_stats_avg" in script
     assert ("CREATE TABLE t_raw_fed" in script) == (raw_schema is None)
     assert lint_ddl(script) == []
+    assert lint_script(script) == []
     downgrade = migrate.offline_sql(ORACLE_PRODUCTION, "head:base", downgrade=True)
     assert "DROP TABLE t_stats_avg" in downgrade
+    assert lint_script(downgrade) == []
+
+
+def test_the_schema_script_runs_top_to_bottom_in_sqlplus() -> None:
+    """Stops at the first error, binds nothing, says BYTE, commits its DML (the version row)."""
+    script = (SQL_DIR / "oracle_schema.sql").read_text()
+    assert lint_script(script) == []
+    assert ":ret_0" not in script and "RETURNING" not in script
+    assert "site VARCHAR2(256 BYTE) NOT NULL" in script
+    assert script.rstrip().endswith("COMMIT\n\n/")
+
+
+@pytest.mark.parametrize(
+    ("script", "problem"),
+    [
+        ("CREATE TABLE t (\n    a NUMBER\n)\n/\n", "WHENEVER SQLERROR"),
+        (
+            "WHENEVER SQLERROR EXIT FAILURE\nINSERT INTO t (a) VALUES (1) RETURNING a INTO :ret_0\n/\nCOMMIT\n/\n",
+            "bind variable",
+        ),
+        (
+            "WHENEVER SQLERROR EXIT FAILURE\nCREATE TABLE t (\n    a VARCHAR2(10)\n)\n/\n",
+            "NLS_LENGTH_SEMANTICS",
+        ),
+        ("WHENEVER SQLERROR EXIT FAILURE\nUPDATE t SET a = 1\n/\n", "COMMIT"),
+    ],
+)
+def test_the_script_lint_catches_what_stops_sqlplus(script: str, problem: str) -> None:
+    assert any(problem in p for p in lint_script(script))
+
+
+def test_the_script_lint_leaves_strings_and_substitutions_alone() -> None:
+    script = "WHENEVER SQLERROR EXIT FAILURE\nCOMMENT ON TABLE t IS 'a :b c'\n/\n"
+    assert lint_script(script) == []
+    assert lint_script(oracle_grants()) == []  # &&stats_account..v_x is SQL*Plus substitution
+
+
+@pytest.mark.parametrize("table", sorted(PARTITION_INTERVALS))
+def test_time_series_tables_are_interval_partitioned_on_oracle(table: str) -> None:
+    column, interval = PARTITION_INTERVALS[table]
+    script = (SQL_DIR / "oracle_schema.sql").read_text()
+    assert (
+        f"ALTER TABLE {table} MODIFY\n    PARTITION BY RANGE ({column}) INTERVAL ({interval})"
+        in script
+    )
+    assert f"ONLINE UPDATE INDEXES (pk_{table} LOCAL)" in script
+    unpartitioned = migrate.offline_sql(ORACLE_PRODUCTION.with_overrides(oracle_partitioning=False))
+    assert "PARTITION BY" not in unpartitioned and "COMPRESS 1 LOCAL" not in unpartitioned
+    assert lint_script(unpartitioned) == []
+
+
+def test_dashboard_indexes_are_per_site_then_time_compressed_and_local() -> None:
+    script = (SQL_DIR / "oracle_schema.sql").read_text()
+    for index in (
+        "ix_stats_avg_src ON t_stats_avg (src_site, bin_start)",
+        "ix_stats_avg_dst ON t_stats_avg (dst_site, bin_start)",
+        "ix_site_stats_site ON mv_site_stats (site, day)",
+    ):
+        assert f"CREATE INDEX {index} COMPRESS 1 LOCAL" in script
+
+
+def test_every_statistics_column_has_a_comment_in_the_oracle_script() -> None:
+    script = (SQL_DIR / "oracle_schema.sql").read_text()
+    for table in ("t_stats_avg", "t_user_activity", "t_stats_access_pattern",
+                  "t_stats_access_pattern_a", "t_msg_rate", "t_site", "mv_site_stats"):  # fmt: skip
+        assert f"COMMENT ON TABLE {table} IS '" in script
+        for column in metadata.tables[table].columns:
+            assert f"COMMENT ON COLUMN {table}.{column.name} IS '" in script, column
+
+
+def test_the_dashboard_account_reads_read_only_views_through_synonyms() -> None:
+    grants = (SQL_DIR / "oracle_grants.sql").read_text()
+    statements = [line for line in grants.splitlines() if line and not line.startswith("--")]
+    dashboard = [s for s in statements if "&&dashboard_role" in s]
+    assert dashboard and all(s.startswith("GRANT SELECT ON v_") for s in dashboard)
+    views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
+    assert views and all(s.endswith("WITH READ ONLY;") for s in views)
+    assert "CREATE OR REPLACE SYNONYM t_stats_avg FOR &&stats_account..v_t_stats_avg;" in grants
+    assert "t_dirty_day" not in grants and "t_recompute" not in grants  # bookkeeping stays private
 
 
 def test_committed_oracle_scripts_are_what_the_migrations_produce() -> None:
@@ -152,12 +267,12 @@ def test_db_sql_command_prints_the_oracle_script(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_oracle_staging_table_has_the_columns_the_engine_stages() -> None:
-    """Oracle's global temporary table (revision 0005) is created by the migrations, the other
+    """Oracle's global temporary table (revision 0010) is created by the migrations, the other
     databases' staging table by each fill: both must take the same columns, NULLs included (a
     side whose pair is not cached yet is staged with NULL site and domain)."""
-    from xrdagg.jobs.stage import t_stage_norm
+    from xrdagg.jobs.stage import t_stage_group
 
     script = (SQL_DIR / "oracle_schema.sql").read_text()
-    block = script.split("CREATE GLOBAL TEMPORARY TABLE t_stage_norm (")[1].split("\n)")[0]
+    block = script.split("CREATE GLOBAL TEMPORARY TABLE t_stage_group (")[1].split("\n)")[0]
     declared = {line.split()[0]: "NOT NULL" in line for line in block.splitlines() if line.strip()}
-    assert declared == {c.name: not c.nullable for c in t_stage_norm.columns}
+    assert declared == {c.name: not c.nullable for c in t_stage_group.columns}

@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert, select
 from tests.helpers import Harness, check_invariant, generated_rows
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import (
-    t_agent,
+    t_job_pause,
     t_recompute_chunk,
     t_stats_access_pattern,
     t_stats_avg,
@@ -125,9 +125,9 @@ def test_a_killed_recompute_resumes_to_the_same_tables(db: Harness, cli) -> None
         cwd=PROJECT_ROOT, env={**os.environ, **db.backend.env}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert crashed.returncode == -9, crashed.stdout + crashed.stderr
-    with db.engine.connect() as conn:
+    with db.engine.connect() as conn:  # the dead process's pause stands until its lease expires
         assert conn.execute(
-            select(t_agent.c.paused_by).where(t_agent.c.job_name == "fed10")
+            select(t_job_pause.c.owner).where(t_job_pause.c.job_name == "fed10")
         ).scalar()
     assert "paused by recompute" in db.runner.run(db.jobs["fed10"]).message  # the job waits for it
     result = cli("recompute", "--resume")

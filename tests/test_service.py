@@ -152,6 +152,14 @@ def _ok_runs_by_process(db: Harness, job: str) -> set[int]:
         )
 
 
+def _outputs(*services: Service) -> str:
+    """The services' exit codes and the end of their logs, for a failure message."""
+    return "\n".join(
+        f"--- service pid {s.process.pid}, exit {s.process.poll()}:\n{s.output()[-3000:]}"
+        for s in services
+    )
+
+
 def _server_only(db: Harness) -> None:
     if db.dialect == "sqlite":
         pytest.skip(
@@ -173,6 +181,7 @@ def test_two_services_on_one_database_never_count_twice(db: Harness, serve) -> N
         lambda: {first.process.pid, second.process.pid} <= _ok_runs_by_process(db, "fed10"),
         timeout=60,
         what="both services to have run fed10",
+        details=lambda: _outputs(first, second),
     )
     outputs = [first.stop(), second.stop()]
     _catch_up(db, rows)

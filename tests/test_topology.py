@@ -45,7 +45,7 @@ def test_parent_domains_longest_first() -> None:
     [
         ("x.pp.rl.ac.uk", None, "UKI-SOUTHGRID-RALPP", "PATTERN"),
         ("srm-atlas.gridpp.rl.ac.uk", None, "RAL-LCG2", "PATTERN"),
-        ("grid-lab105.desy.de", None, "GRID-LAB", "PATTERN"),
+        ("grid-lab105.desy.de", None, "DESY-HH", "PATTERN"),  # GRID-LAB is no WLCG name
         ("dcache-door-atlas19.desy.de", None, "DESY-HH", "PATTERN"),
         ("lapp-se01", "in2p3.fr", "IN2P3-LAPP", "PATTERN"),
         ("lxfsre14c04", "cern.ch", "CERN-PROD", "DOMAIN_MAP"),
@@ -83,6 +83,12 @@ def _copy(tmp_path: Path) -> Path:
     [
         ("topology_patterns.json", '[{"pattern": "(unclosed", "site": "X"}]', "entry 1 .*pattern does not compile"),
         ("topology_patterns.json", '[{"pattern": "(?=look)ahead", "site": "X"}]', "Oracle REGEXP_LIKE"),
+        ("topology_patterns.json", '[{"pattern": "^[[:alpha:]]+\\\\.cern", "site": "X"}]',
+         r"POSIX bracket expression \[\[:alpha:\]\], .*Oracle REGEXP_LIKE reads differently"),
+        ("topology_patterns.json", '[{"pattern": "[\\\\.]cern", "site": "X"}]', "backslash inside the bracket"),
+        ("topology_patterns.json", '[{"pattern": "\\\\x41", "site": "X"}]', r"the escape \\x"),
+        ("topology_patterns.json", '[{"pattern": "(a)\\\\1", "site": "X"}]', "the escape \\\\1"),
+        ("topology_patterns.json", '[{"pattern": "a{,3}", "site": "X"}]', r"quantifier \{,n\}"),
         ("topology_patterns.json", '[{"site": "X"}]', "entry 1 .*missing key 'pattern'"),
         ("site_topology.json", "{not json", "not valid JSON"),
         ("site_topology.json", '{"from_value": "a"}', "expected a JSON list"),

@@ -46,7 +46,23 @@ def _wait_for_aggregation(process: subprocess.Popen) -> None:
 
 
 def _someone_waits_on_a_lock_here(db: Harness) -> bool:
-    """Whether a session waits on a lock while it holds one on a table of this test's schema."""
+    """Whether a session waits on a lock while it holds one on a table of this test's schema
+    (MySQL/MariaDB: a session of this test's database in a lock wait, or in a FOR UPDATE for a
+    second or more: MariaDB waits for the row of a primary-key lookup while planning, in state
+    'Statistics', with no INNODB_TRX row yet)."""
+    if db.dialect == "mysql":
+        with db.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM information_schema.processlist p "
+                        "LEFT JOIN information_schema.innodb_trx t "
+                        "ON t.trx_mysql_thread_id = p.id "
+                        "WHERE p.db = DATABASE() AND (t.trx_state = 'LOCK WAIT' OR "
+                        "(p.command = 'Query' AND p.info LIKE '%FOR UPDATE%' AND p.time >= 1))"
+                    )
+                ).scalar_one()
+            )
     with db.engine.connect() as conn:
         return bool(
             conn.execute(

@@ -15,3 +15,7 @@ class TopologyError(XrdaggError):
 
 class JobBusyError(XrdaggError):
     """Another run of the same job holds its T_AGENT row."""
+
+
+class JobPausedError(JobBusyError):
+    """A rebuild (recompute, topology apply) holds the job: its runs skip until it ends."""

@@ -9,18 +9,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import pandas as pd
 from sqlalchemy import Engine, delete, func, select
 
 from xrdagg.config import Settings
 from xrdagg.db import migrate
+from xrdagg.db.dialect import JOB_ISOLATION
 from xrdagg.db.tables import STATS_TABLES, t_dirty_day, t_host_site
 from xrdagg.errors import ConfigError
+from xrdagg.extras import require
+from xrdagg.jobs.audit import AuditResult, audit, repair_with_recompute, source_jobs
 from xrdagg.jobs.runner import JobRunner, RunReport
 from xrdagg.jobs.specs import JobSpec, load_job_specs
-from xrdagg.raw.generate import generate
-from xrdagg.raw.load import load_frame
 from xrdagg.reports import (
+    Rows,
     invalid_rows,
     job_status,
     top_site_pairs,
@@ -69,6 +70,50 @@ def roll_up_after_rebuild(engine: Engine, settings: Settings) -> list[RunReport]
 
 
 @dataclass
+class AuditOutcome:
+    """`xrdagg audit`: what it found, and with --repair what a second audit found after."""
+
+    found: AuditResult
+    after: AuditResult | None = None
+    daily: list[RunReport] = field(default_factory=list)
+
+
+def audit_statistics(
+    engine: Engine,
+    settings: Settings,
+    *,
+    sources: Sequence[str] = (),
+    day_from: datetime | None = None,
+    day_to: datetime | None = None,
+    repair: bool = False,
+    workers: int = 1,
+    duplicates: bool = False,
+) -> AuditOutcome:
+    """Audit the statistics of `sources` (default: every source with an enabled job) over
+    [day_from, day_to] (None: unbounded); with `repair`, rebuild the differing days through
+    recompute, roll the daily tables up, and audit again."""
+    jobs = source_jobs(select_jobs(settings), sources)
+    missing = sorted(set(sources) - set(jobs))
+    if missing:
+        raise ConfigError(f"no enabled 10-minute job aggregates source {', '.join(missing)}")
+
+    def compare() -> AuditResult:
+        with engine.connect() as conn:
+            isolation = JOB_ISOLATION.get(conn.dialect.name)
+            if isolation:  # watermark and statistics from one snapshot
+                conn = conn.execution_options(isolation_level=isolation)
+            with conn.begin():
+                return audit(conn, jobs, day_from, day_to, duplicates=duplicates)
+
+    outcome = AuditOutcome(compare())
+    if repair and outcome.found.differences:
+        repair_with_recompute(engine, jobs, outcome.found, workers=workers)
+        outcome.daily = roll_up_after_rebuild(engine, settings)
+        outcome.after = compare()
+    return outcome
+
+
+@dataclass
 class DemoSetup:
     """What `prepare_demo` did, in lines for the operator."""
 
@@ -82,6 +127,10 @@ def prepare_demo(
     records when the raw tables are empty (after emptying everything, with `fresh`)."""
     if settings.raw_schema is not None:
         raise ConfigError("the demo writes sample raw rows: unset XRDAGG_RAW_SCHEMA")
+    require("pandas", "the demo's sample records")  # before anything is written
+    from xrdagg.raw.generate import generate  # pandas: the `data` extra
+    from xrdagg.raw.load import load_frame
+
     setup = DemoSetup([f"database: {settings.safe_url()}"])
     migrate.upgrade(settings)
     with engine.begin() as conn:
@@ -119,11 +168,11 @@ def prepare_demo(
 class Summary:
     """What the statistics say, for the demo's closing summary."""
 
-    top_pairs: pd.DataFrame
+    top_pairs: Rows
     unresolved_share: float
-    unresolved: pd.DataFrame
-    invalid: pd.DataFrame
-    jobs: pd.DataFrame
+    unresolved: Rows
+    invalid: Rows
+    jobs: Rows
 
 
 def summarise(engine: Engine) -> Summary:

@@ -5,6 +5,7 @@
   `misfire_grace_time` (3.x skips a run more than 1 s late by default, silently).
 - Several instances on several hosts are safe: each run takes its job's T_AGENT row lock; the
   instance that does not get it logs that it skipped. `max_instances` only counts in-process.
+  Interval runs carry a small random delay, so that instances started together take turns.
 - A database outage never kills the service: the run fails, is logged, and is retried with
   exponential backoff until the database answers; the watermark then catches up.
 - SIGTERM/SIGINT: no new runs start; a run in flight finishes (or, killed, rolls back: every run
@@ -23,11 +24,10 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, exc, select
+from sqlalchemy import Engine, exc
 
 from xrdagg.config import Settings
-from xrdagg.db.dialect import db_now, is_unreachable
-from xrdagg.db.tables import t_agent
+from xrdagg.db.dialect import is_unreachable
 from xrdagg.jobs.runner import JobRunner, RunReport
 from xrdagg.jobs.specs import JobSpec
 
@@ -35,26 +35,55 @@ log = logging.getLogger("xrdagg.serve")
 
 BACKOFF_FIRST_S = 2.0
 BACKOFF_MAX_S = 300.0
+# Each interval run starts up to this share of its interval late (at most JITTER_MAX_S): two
+# instances started together would otherwise fire in lock-step for ever, the same one always
+# taking the job's lock and the other always skipping; with the jitter they take turns, so a
+# standby instance is seen to work before it is needed.
+JITTER_SHARE, JITTER_MAX_S = 0.1, 30.0
 
 
 class Metrics:
-    """Prometheus metrics, through the standard client library (optional endpoint)."""
+    """Prometheus metrics, through the standard client library (optional endpoint): counters of
+    this process's runs, and the jobs' state read from the database at each scrape
+    (`xrdagg.scrape`: watermark, lag, last success, paused, rows behind the safety lag)."""
 
     def __init__(self, port: int | None, address: str = "0.0.0.0") -> None:
         self.enabled = port is not None
         if port is None:
             return
-        from prometheus_client import Counter, Gauge, start_http_server
+        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-        self.lag = Gauge("xrdagg_job_lag_seconds", "Watermark behind database now", ["job"])
-        self.rows = Counter("xrdagg_rows_processed_total", "Raw rows aggregated", ["job"])
-        self.duration = Gauge("xrdagg_run_duration_seconds", "Duration of the last run", ["job"])
-        self.runs = Counter("xrdagg_runs_total", "Runs by outcome", ["job", "outcome"])
-        self.failures = Counter("xrdagg_run_failures_total", "Failed runs", ["job"])
-        start_http_server(port, addr=address)
+        # A registry of its own: two services in one process (tests) never collide.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rows = Counter(
+            "xrdagg_rows_processed_total", "Raw rows aggregated", ["job"], registry=r
+        )
+        self.duration = Gauge(
+            "xrdagg_run_duration_seconds", "Duration of the last run", ["job"], registry=r
+        )
+        self.runs = Counter("xrdagg_runs_total", "Runs by outcome", ["job", "outcome"], registry=r)
+        self.failures = Counter("xrdagg_run_failures_total", "Failed runs", ["job"], registry=r)
+        self.differing = Gauge(
+            "xrdagg_audit_days_differing",
+            "Days whose statistics differed from raw at the last audit",
+            ["job"],
+            registry=r,
+        )
+        self.repaired = Counter(
+            "xrdagg_audit_days_repaired_total", "Days rebuilt by audit repairs", ["job"], registry=r
+        )
+        self.server, self.thread = start_http_server(port, addr=address, registry=r)
 
-    def observe(self, report: RunReport, lag_seconds: float | None) -> None:
-        """Record a finished run in the metrics (lag in seconds when known)."""
+    def watch(self, engine: Engine, settings: Settings, jobs: Sequence[JobSpec]) -> None:
+        """Serve the jobs' state, read from the database at every scrape."""
+        if self.enabled:
+            from xrdagg.scrape import DatabaseCollector
+
+            self.registry.register(DatabaseCollector(engine, settings, jobs))
+
+    def observe(self, report: RunReport) -> None:
+        """Record a finished run in the metrics."""
         if not self.enabled:
             return
         self.runs.labels(report.job, report.outcome).inc()
@@ -63,8 +92,9 @@ class Metrics:
         if report.outcome == "OK":
             self.rows.labels(report.job).inc(report.rows_read)
             self.duration.labels(report.job).set(report.duration_s)
-        if lag_seconds is not None:
-            self.lag.labels(report.job).set(lag_seconds)
+            if report.days_differing is not None:
+                self.differing.labels(report.job).set(report.days_differing)
+                self.repaired.labels(report.job).inc(len(report.days))
 
 
 class Service:
@@ -82,6 +112,7 @@ class Service:
         self.jobs = [j for j in jobs if j.enabled]
         self.runner = JobRunner(engine, settings, jobs)
         self.metrics = metrics or Metrics(None)
+        self.metrics.watch(engine, settings, self.jobs)
         self.stopping = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
@@ -99,10 +130,9 @@ class Service:
                     unreachable=is_unreachable(error),
                 )
             self._log(report)
+            self.metrics.observe(report)
             if report.outcome != "FAILED" or not report.unreachable:
-                self.metrics.observe(report, self._lag_seconds(job))
                 return
-            self.metrics.observe(report, None)
             log.warning("%s: database unreachable, retrying in %.0fs", job.name, delay)
             if self.stopping.wait(delay):
                 return
@@ -110,20 +140,9 @@ class Service:
 
     def _log(self, report: RunReport) -> None:
         level = {"OK": logging.INFO, "SKIPPED": logging.INFO}.get(report.outcome, logging.ERROR)
+        if report.paused:  # a run that cannot happen is a problem to see, not routine
+            level = logging.WARNING
         log.log(level, report.summary())
-
-    def _lag_seconds(self, job: JobSpec) -> float | None:
-        if not job.has_watermark:
-            return None
-        try:
-            with self.engine.connect() as conn:
-                watermark = conn.execute(
-                    select(t_agent.c.watermark).where(t_agent.c.job_name == job.name)
-                ).scalar()
-                now = conn.execute(select(db_now())).scalar_one()
-        except exc.SQLAlchemyError:
-            return None
-        return None if watermark is None else (now - watermark).total_seconds()
 
     def schedule(self) -> None:
         """Add every job to the scheduler with its interval or cron trigger."""
@@ -132,7 +151,10 @@ class Service:
             if job.cron:
                 trigger = CronTrigger.from_crontab(job.cron, timezone=UTC)
             else:
-                trigger = IntervalTrigger(seconds=(job.interval_minutes or 10) * 60, timezone=UTC)
+                seconds = (job.interval_minutes or 10) * 60
+                trigger = IntervalTrigger(
+                    seconds=seconds, timezone=UTC, jitter=min(seconds * JITTER_SHARE, JITTER_MAX_S)
+                )
             self.scheduler.add_job(
                 self.run_job,
                 trigger,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import context, op
 
-from xrdagg.db.types import Count, Number, RawNumber, Text, UtcDate
+from xrdagg.db.types import Count, Number, RawNumber, RawText, Text, UtcDate
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -27,6 +27,13 @@ _MAX_BIN_OFFSET = 7 * 86400 // 600
 def _create_raw_tables() -> bool:
     """Raw tables belong to the collectors' account unless no raw schema is configured."""
     return bool(context.config.attributes.get("create_raw_tables", True))
+
+
+def _allow_series_depth() -> None:
+    # MariaDB stops a recursive CTE after max_recursive_iterations rows (1000 on some servers,
+    # like MySQL 8's cte_max_recursion_depth); the series below needs 1009. Session only.
+    if op.get_context().dialect.name == "mysql":
+        op.execute("SET SESSION max_recursive_iterations = 100000")
 
 
 def upgrade() -> None:
@@ -57,6 +64,7 @@ def upgrade() -> None:
         sa.Column("n", sa.Integer(), autoincrement=False, nullable=False),
         sa.PrimaryKeyConstraint("n", name=op.f("pk_t_bin_offset")),
     )
+    _allow_series_depth()
     offsets = sa.table("t_bin_offset", sa.column("n", sa.Integer))
     series = sa.select(sa.literal(0, sa.Integer).label("n")).cte("series", recursive=True)
     series = series.union_all(
@@ -267,13 +275,13 @@ def upgrade() -> None:
     if _create_raw_tables():
         op.create_table(
             "t_raw_eos",
-            sa.Column("unique_id", Text(1000), nullable=False),
-            sa.Column("file_lfn", Text(1000), nullable=True),
+            sa.Column("unique_id", RawText(1000), nullable=False),
+            sa.Column("file_lfn", RawText(1000), nullable=True),
             sa.Column("file_size", RawNumber(), nullable=True),
-            sa.Column("client_domain", Text(1000), nullable=True),
-            sa.Column("client_host", Text(1000), nullable=True),
-            sa.Column("server_domain", Text(1000), nullable=True),
-            sa.Column("server_host", Text(1000), nullable=True),
+            sa.Column("client_domain", RawText(1000), nullable=True),
+            sa.Column("client_host", RawText(1000), nullable=True),
+            sa.Column("server_domain", RawText(1000), nullable=True),
+            sa.Column("server_host", RawText(1000), nullable=True),
             sa.Column("read_bytes_at_close", RawNumber(), nullable=True),
             sa.Column("read_bytes", RawNumber(), nullable=True),
             sa.Column("read_operations", RawNumber(), nullable=True),
@@ -304,32 +312,32 @@ def upgrade() -> None:
             sa.Column("write_max", RawNumber(), nullable=True),
             sa.Column("write_average", RawNumber(), nullable=True),
             sa.Column("write_sigma", RawNumber(), nullable=True),
-            sa.Column("server_username", Text(1000), nullable=True),
-            sa.Column("user_dn", Text(1000), nullable=True),
-            sa.Column("user_fqan", Text(1000), nullable=True),
-            sa.Column("user_role", Text(1000), nullable=True),
-            sa.Column("user_vo", Text(1000), nullable=True),
-            sa.Column("app_info", Text(2048), nullable=True),
+            sa.Column("server_username", RawText(1000), nullable=True),
+            sa.Column("user_dn", RawText(1000), nullable=True),
+            sa.Column("user_fqan", RawText(1000), nullable=True),
+            sa.Column("user_role", RawText(1000), nullable=True),
+            sa.Column("user_vo", RawText(1000), nullable=True),
+            sa.Column("app_info", RawText(2048), nullable=True),
             sa.Column("start_time", RawNumber(), nullable=True),
             sa.Column("end_time", RawNumber(), nullable=True),
             sa.Column("start_date", UtcDate(), nullable=True),
             sa.Column("end_date", UtcDate(), nullable=False),
             sa.Column("insert_date", UtcDate(), nullable=True),
-            sa.Column("server_site", Text(256), nullable=True),
-            sa.Column("queue_flag", Text(8), nullable=True),
-            sa.Column("user_protocol", Text(64), nullable=True),
+            sa.Column("server_site", RawText(256), nullable=True),
+            sa.Column("queue_flag", RawText(8), nullable=True),
+            sa.Column("user_protocol", RawText(64), nullable=True),
         )
         op.create_index("ix_raw_eos_end_date", "t_raw_eos", ["end_date"])
         op.create_index("ix_raw_eos_insert_date", "t_raw_eos", ["insert_date"])
         op.create_table(
             "t_raw_fed",
-            sa.Column("unique_id", Text(1000), nullable=False),
-            sa.Column("file_lfn", Text(1000), nullable=True),
+            sa.Column("unique_id", RawText(1000), nullable=False),
+            sa.Column("file_lfn", RawText(1000), nullable=True),
             sa.Column("file_size", RawNumber(), nullable=True),
-            sa.Column("client_domain", Text(1000), nullable=True),
-            sa.Column("client_host", Text(1000), nullable=True),
-            sa.Column("server_domain", Text(1000), nullable=True),
-            sa.Column("server_host", Text(1000), nullable=True),
+            sa.Column("client_domain", RawText(1000), nullable=True),
+            sa.Column("client_host", RawText(1000), nullable=True),
+            sa.Column("server_domain", RawText(1000), nullable=True),
+            sa.Column("server_host", RawText(1000), nullable=True),
             sa.Column("read_bytes_at_close", RawNumber(), nullable=True),
             sa.Column("read_bytes", RawNumber(), nullable=True),
             sa.Column("read_operations", RawNumber(), nullable=True),
@@ -360,20 +368,20 @@ def upgrade() -> None:
             sa.Column("write_max", RawNumber(), nullable=True),
             sa.Column("write_average", RawNumber(), nullable=True),
             sa.Column("write_sigma", RawNumber(), nullable=True),
-            sa.Column("server_username", Text(1000), nullable=True),
-            sa.Column("user_dn", Text(1000), nullable=True),
-            sa.Column("user_fqan", Text(1000), nullable=True),
-            sa.Column("user_role", Text(1000), nullable=True),
-            sa.Column("user_vo", Text(1000), nullable=True),
-            sa.Column("app_info", Text(2048), nullable=True),
+            sa.Column("server_username", RawText(1000), nullable=True),
+            sa.Column("user_dn", RawText(1000), nullable=True),
+            sa.Column("user_fqan", RawText(1000), nullable=True),
+            sa.Column("user_role", RawText(1000), nullable=True),
+            sa.Column("user_vo", RawText(1000), nullable=True),
+            sa.Column("app_info", RawText(2048), nullable=True),
             sa.Column("start_time", RawNumber(), nullable=True),
             sa.Column("end_time", RawNumber(), nullable=True),
             sa.Column("start_date", UtcDate(), nullable=True),
             sa.Column("end_date", UtcDate(), nullable=False),
             sa.Column("insert_date", UtcDate(), nullable=True),
-            sa.Column("server_site", Text(256), nullable=True),
-            sa.Column("queue_flag", Text(8), nullable=True),
-            sa.Column("user_protocol", Text(64), nullable=True),
+            sa.Column("server_site", RawText(256), nullable=True),
+            sa.Column("queue_flag", RawText(8), nullable=True),
+            sa.Column("user_protocol", RawText(64), nullable=True),
         )
         op.create_index("ix_raw_fed_end_date", "t_raw_fed", ["end_date"])
         op.create_index("ix_raw_fed_insert_date", "t_raw_fed", ["insert_date"])

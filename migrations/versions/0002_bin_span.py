@@ -26,6 +26,13 @@ def _fill(table: str, columns: list[str], source: sa.Select) -> None:
     op.execute(target.insert().from_select(columns, source))
 
 
+def _allow_series_depth() -> None:
+    # MariaDB stops a recursive CTE after max_recursive_iterations rows (1000 on some servers,
+    # like MySQL 8's cte_max_recursion_depth); the series below needs 1009. Session only.
+    if op.get_context().dialect.name == "mysql":
+        op.execute("SET SESSION max_recursive_iterations = 100000")
+
+
 def _series(name: str, top: int) -> sa.CTE:
     series = sa.select(sa.literal(0, sa.Integer).label("v")).cte(name, recursive=True)
     return series.union_all(sa.select((series.c.v + 1).label("v")).where(series.c.v < top))
@@ -38,6 +45,7 @@ def upgrade() -> None:
         sa.Column("n", sa.Integer(), autoincrement=False, nullable=False),
         sa.PrimaryKeyConstraint("span", "n", name=op.f("pk_t_bin_span")),
     )
+    _allow_series_depth()
     spans, offsets = _series("spans", _MAX_SPAN), _series("offsets", _MAX_SPAN)
     _fill(
         "t_bin_span",
@@ -53,6 +61,7 @@ def downgrade() -> None:
         sa.Column("n", sa.Integer(), autoincrement=False, nullable=False),
         sa.PrimaryKeyConstraint("n", name=op.f("pk_t_bin_offset")),
     )
+    _allow_series_depth()
     offsets = _series("offsets", _MAX_SPAN)
     _fill("t_bin_offset", ["n"], sa.select(offsets.c.v))
     op.drop_table("t_bin_span")

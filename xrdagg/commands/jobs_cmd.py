@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
+from typing import Any
 
 import click
-import pandas as pd
+from sqlalchemy import exc
 
+from xrdagg import health
+from xrdagg.backlog import rows_behind_safety_lag, safety_lag
 from xrdagg.commands.common import (
     Context,
     console,
@@ -17,15 +21,31 @@ from xrdagg.commands.common import (
     parse_utc,
     pass_context,
 )
+from xrdagg.db.dialect import is_unreachable
+from xrdagg.errors import XrdaggError
+from xrdagg.health import State
 from xrdagg.jobs.runner import RunReport
-from xrdagg.jobs.specs import load_job_specs
+from xrdagg.jobs.specs import JobSpec, load_job_specs
 from xrdagg.operations import prepare_demo, run_jobs, select_jobs, summarise
-from xrdagg.reports import invalid_rows, job_status, since, unresolved
+from xrdagg.reports import Rows, invalid_rows, job_status, odd_numbers, since, unresolved
 
 
-def _print(report: RunReport) -> RunReport:
-    (console if report.outcome == "OK" else err_console).print(report.summary(), markup=False)
+def _print(report: RunReport, suffix: str = "") -> RunReport:
+    line = report.summary() + suffix
+    (console if report.outcome == "OK" else err_console).print(line, markup=False)
     return report
+
+
+def _waiting(ctx: Context, spec: JobSpec) -> str:
+    """', N rows wait behind the safety lag' for a raw-source job ('' for the others)."""
+    try:
+        with ctx.engine.connect() as conn:
+            rows = rows_behind_safety_lag(conn, spec, ctx.settings)
+    except exc.SQLAlchemyError:
+        return ""  # the run's own line says what is wrong with the database
+    if rows is None:
+        return ""
+    return f"; {rows} rows wait behind the {safety_lag(spec, ctx.settings)} s safety lag"
 
 
 @click.command()
@@ -51,8 +71,10 @@ def run(ctx: Context, jobs: tuple[str, ...], until: str | None, wait: bool) -> N
     """
     chosen = select_jobs(ctx.settings, jobs)
     until_at = parse_utc(until, "--until")
+    by_name = {spec.name: spec for spec in chosen}
     reports = [
-        _print(r) for r in run_jobs(ctx.engine, ctx.settings, chosen, until=until_at, wait=wait)
+        _print(r, _waiting(ctx, by_name[r.job]) if r.outcome == "OK" else "")
+        for r in run_jobs(ctx.engine, ctx.settings, chosen, until=until_at, wait=wait)
     ]
     outcomes = {r.outcome for r in reports}
     if "FAILED" in outcomes:
@@ -68,67 +90,111 @@ def run(ctx: Context, jobs: tuple[str, ...], until: str | None, wait: bool) -> N
 @pass_context
 @operator_errors
 def check(ctx: Context, days: float | None) -> None:
-    """Report invalid raw rows by reason, and unresolved domains, per source.
+    """Report invalid raw rows and odd numbers by reason, and unresolved domains, per source.
 
     Example: xrdagg check --days 1
     """
     with ctx.engine.begin() as conn:
         start = since(conn, days)
         invalid = invalid_rows(conn, start)
+        odd = odd_numbers(conn, start)
         missing = unresolved(conn, start)
     console.print("invalid raw rows (excluded from every statistic, SPEC §6):")
-    console.print(invalid.to_string(index=False))
+    console.print(invalid.to_text(), markup=False)
+    console.print("\nraw rows with NaN, infinite or out-of-range numbers (counted as 0):")
+    console.print("(none)" if odd.empty else odd.to_text(), markup=False)
     console.print("\nunresolved domains (site 'unknown'), by raw rows:")
-    console.print("(none)" if missing.empty else missing.to_string(index=False))
+    console.print("(none)" if missing.empty else missing.to_text(), markup=False)
 
 
-@click.command()
+class NagiosCommand(click.Command):
+    """A command whose bad options are UNKNOWN (exit 3), as a Nagios plugin's must be."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            click.echo(health.unknown(f"bad option: {error.format_message()}").text(0))
+            sys.exit(State.UNKNOWN)
+
+
+@click.command(cls=NagiosCommand)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
-    "--max-lag",
+    "--warning",
     type=click.FloatRange(min=0),
-    help="Exit 2 when a job's watermark is more than this many minutes behind database now.",
+    help="WARNING when a job's watermark lags more than this many minutes behind database now.",
 )
+@click.option(
+    "--critical",
+    type=click.FloatRange(min=0),
+    help="CRITICAL when a job's watermark lags more than this many minutes.",
+)
+@click.option("--max-lag", type=click.FloatRange(min=0), help="The same as --critical.")
 @pass_context
-@operator_errors
-def status(ctx: Context, as_json: bool, max_lag: float | None) -> None:
-    """Where each job stands: watermark, lag behind database now, last run, last error.
+def status(
+    ctx: Context,
+    as_json: bool,
+    warning: float | None,
+    critical: float | None,
+    max_lag: float | None,
+) -> None:
+    """Where each job stands, as a Nagios plugin: first line `XRDAGG STATE - summary | perfdata`.
 
-    Exit status, for cron or Nagios: 0 when all is well; 2 when an enabled job's last run failed,
-    or (with --max-lag) its watermark lags more than MAX_LAG minutes; 3 when the database cannot
-    be reached.
+    OK (exit 0), WARNING (1: a paused job, a lag above --warning), CRITICAL (2: a failed last
+    run, a lag above --critical, a job that never ran when a threshold is given, the database
+    unreachable), UNKNOWN (3: a configuration error or a bad option). Perfdata: each job's lag in
+    seconds.
 
-    Example: xrdagg status --max-lag 30 --json
+    Example: xrdagg status --warning 30 --critical 60
     """
-    specs = {s.name: s for s in load_job_specs(ctx.settings.jobs_dir)}
-    with ctx.engine.connect() as conn:
-        frame = job_status(conn)
-    problems = []
-    for row in frame.itertuples():
-        spec = specs.get(row.job_name)
-        if spec is None or not spec.enabled:
-            continue
-        if row.last_outcome == "FAILED":
-            problems.append(f"{row.job_name}: last run failed: {row.last_error}")
-        lag = row.lag_minutes
-        if max_lag is not None and spec.has_watermark and (pd.isna(lag) or lag > max_lag):
-            problems.append(f"{row.job_name}: lags {lag} minutes (more than {max_lag})")
-    missing = [n for n, s in specs.items() if s.enabled and n not in set(frame.job_name)]
-    if max_lag is not None:
-        problems += [f"{n}: has never run" for n in missing if specs[n].has_watermark]
+    critical = critical if critical is not None else max_lag
+    verdict, frame, jobs = _status_verdict(ctx, warning, critical)
     if as_json:
-        records = json.loads(frame.to_json(orient="records", date_format="iso"))
-        click.echo(json.dumps({"ok": not problems, "problems": problems, "jobs": records}))
+        records = [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+            for row in (frame.records() if frame is not None else [])
+        ]
+        document = {
+            "state": verdict.state.name,
+            "ok": verdict.state == State.OK,
+            "problems": [text for _, text in verdict.problems],
+            "jobs": records,
+        }
+        click.echo(json.dumps(document))
     else:
-        if frame.empty:
-            console.print("no job has run yet")
-        else:
-            shown = frame.drop(columns=["last_error"]).fillna("-")
-            console.print(shown.to_string(index=False))
-        for problem in problems:
-            err_console.print(f"CRITICAL {problem}", markup=False)
-    if problems:
-        sys.exit(2)
+        click.echo(verdict.text(jobs))
+    sys.exit(verdict.state)
+
+
+def _status_verdict(
+    ctx: Context, warning: float | None, critical: float | None
+) -> tuple[health.Verdict, Rows | None, int]:
+    """The verdict, the job rows it came from and the number of enabled jobs."""
+    if warning is not None and critical is not None and warning > critical:
+        return health.unknown(f"--warning {warning:g} is above --critical {critical:g}"), None, 0
+    try:
+        specs = load_job_specs(ctx.settings.jobs_dir)
+        engine = ctx.engine
+    except XrdaggError as error:
+        return health.unknown(f"configuration: {error}"), None, 0
+    enabled = sum(1 for s in specs if s.enabled)
+    try:
+        with engine.connect() as conn:
+            frame = job_status(conn)
+    except exc.SQLAlchemyError as error:
+        if is_unreachable(error):
+            verdict = health.Verdict()
+            reason = getattr(error, "orig", None) or error
+            verdict.add(State.CRITICAL, f"database unreachable: {_one_line(reason)}")
+            return verdict, None, enabled
+        return health.unknown(f"cannot read the job table: {_one_line(error)}"), None, enabled
+    return health.evaluate(frame, specs, warning=warning, critical=critical), frame, enabled
+
+
+def _one_line(error: object) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 @click.command()
@@ -155,20 +221,22 @@ def demo(ctx: Context, fed_rows: int, eos_rows: int, days: float, fresh: bool) -
     summary = summarise(ctx.engine)
     pairs, share, missing = summary.top_pairs, summary.unresolved_share, summary.unresolved
     invalid, states = summary.invalid, summary.jobs
-    pairs["read_TB"] = (pairs.pop("read_bytes") / 1e12).round(3)
+    read_tb = [round((b or 0) / 1e12, 3) for b in pairs.column("read_bytes")]
+    pairs = pairs.select(["source", "src_site", "dst_site", "transfers"])
     console.print("\ntop site pairs by volume read (server -> client):")
-    console.print(pairs.to_string(index=False))
+    console.print(pairs.with_column("read_TB", read_tb).to_text(), markup=False)
     console.print(
         f"\nunresolved: {share:.1%} of the volume has a side with site 'unknown'; top domains:"
     )
-    console.print(missing.to_string(index=False))
+    console.print(missing.to_text(), markup=False)
     console.print("\ninvalid raw rows, excluded:")
-    console.print(invalid.to_string(index=False))
+    console.print(invalid.to_text(), markup=False)
     console.print("\njobs:")
     console.print(
-        states[["job_name", "watermark", "lag_minutes", "last_outcome", "last_rows"]].to_string(
-            index=False
-        )
+        states.select(
+            ["job_name", "watermark", "lag_minutes", "last_outcome", "last_rows"]
+        ).to_text(),
+        markup=False,
     )
     if any(r.outcome != "OK" for r in reports):
         sys.exit(1)

@@ -19,6 +19,7 @@ from xrdagg.commands.common import (
     Context,
     console,
     err_console,
+    interrupt_on_signals,
     operator_errors,
     parse_utc,
     pass_context,
@@ -26,6 +27,7 @@ from xrdagg.commands.common import (
 from xrdagg.errors import ConfigError, XrdaggError
 from xrdagg.jobs.chunks import DEFAULT_MAX_CHUNK_ROWS, Chunk, ChunkResult, plan_chunks
 from xrdagg.jobs.recompute import Recompute
+from xrdagg.jobs.specs import JobSpec
 from xrdagg.operations import roll_up_after_rebuild, select_jobs
 
 
@@ -82,7 +84,25 @@ def recompute(
             "--workers: SQLite has one writer at a time, "
             "so more workers would only wait on its lock"
         )
-    job = Recompute(ctx.engine, specs)
+    job = Recompute(ctx.engine, specs, lease_seconds=ctx.settings.pause_lease_seconds)
+    with interrupt_on_signals():
+        try:
+            _recompute(ctx, job, specs, day_from, day_to, workers, dry_run, resume, max_chunk_rows)
+        finally:
+            job.release()
+
+
+def _recompute(
+    ctx: Context,
+    job: Recompute,
+    specs: list[JobSpec],
+    day_from: str | None,
+    day_to: str | None,
+    workers: int,
+    dry_run: bool,
+    resume: bool,
+    max_chunk_rows: int,
+) -> None:
     if resume:
         recompute_id, chunks = job.resume()
         console.print(f"recompute {recompute_id}: resuming, {len(chunks)} chunks to do")
@@ -119,8 +139,8 @@ def recompute(
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"failed: {error}"
         raise XrdaggError(
             f"recompute {recompute_id} {reason}; finished chunks are kept. "
-            "`xrdagg recompute --resume` "
-            "does the rest; the jobs stay paused until then"
+            "`xrdagg recompute --resume` does the rest; the jobs run again meanwhile "
+            "(each finished chunk kept the statistics exact)"
         ) from None
     rows = sum(r.rows_read for r in results)
     elapsed = time.monotonic() - started

@@ -10,14 +10,16 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from xrdagg.config import PROJECT_ROOT, Settings
+from xrdagg.config import Settings
+from xrdagg.db.dialect.ddl import offline_script
 from xrdagg.db.engine import make_engine
+from xrdagg.resources import shipped_path
 
 
 def alembic_config(settings: Settings, connection: Connection | None = None) -> Config:
-    """The Alembic configuration for `settings`: the project's migrations, its database URL."""
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    """The Alembic configuration for `settings`: the shipped migrations, its database URL."""
+    cfg = Config(str(shipped_path("alembic.ini")))
+    cfg.set_main_option("script_location", str(shipped_path("migrations")))
     cfg.attributes["settings"] = settings
     cfg.attributes["quiet_logging"] = True
     if connection is not None:
@@ -58,4 +60,4 @@ def offline_sql(settings: Settings, revision: str = "head", *, downgrade: bool =
     out = io.StringIO()
     cfg.output_buffer = out
     (command.downgrade if downgrade else command.upgrade)(cfg, revision, sql=True)
-    return out.getvalue()
+    return offline_script(settings.backend, out.getvalue())

@@ -76,20 +76,57 @@ def lint_metadata(metadata: MetaData) -> list[str]:
     return problems
 
 
+# Comments and SQL*Plus commands: not SQL.
+_NOT_SQL = re.compile(r"--|(?:WHENEVER|SET) ", re.I)
+
+
 def lint_ddl(script: str) -> list[str]:
     """Problems of an offline DDL script: names of created objects, and the SQL rules."""
     problems: list[str] = []
     for statement in script.split("\n/\n"):
-        statement = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
+        statement = "\n".join(line for line in statement.splitlines() if not _NOT_SQL.match(line))
         if not statement.strip():
             continue
         problems += [f"{why}: {statement.strip()[:80]}" for why in lint_sql(statement)]
         for kind, name in re.findall(
-            r"CREATE (?:GLOBAL TEMPORARY )?(TABLE|INDEX) (\w+)", statement
+            r"CREATE (?:OR REPLACE )?(?:GLOBAL TEMPORARY )?(TABLE|INDEX|VIEW|SYNONYM) (\w+)",
+            statement,
         ):
             problems += name_problems(kind.lower(), name)
+        if not re.match(r"\s*CREATE (?:GLOBAL TEMPORARY )?TABLE\b", statement):
+            continue  # column definitions are in CREATE TABLE only
         for name in re.findall(r"^[ \t]+(\w+) [A-Z]", statement, re.M):
             # Clause keywords, not columns (ON: a temporary table's ON COMMIT DELETE ROWS).
             if name.upper() not in ("CONSTRAINT", "PRIMARY", "CHECK", "UNIQUE", "FOREIGN", "ON"):
                 problems += name_problems("column", name)
+    return problems
+
+
+# What a script for SQL*Plus/SQLcl must hold, beyond the statements: (pattern, why), searched in
+# the script with comments dropped and string literals blanked.
+_SCRIPT_RULES: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"(?<![\w:&]):[A-Za-z_]\w*"),
+        "a bind variable: the script is run as is, nothing declares or binds it",
+    ),
+    (
+        re.compile(r"\bVARCHAR2\s*\(\s*\d+\s*\)", re.I),
+        "VARCHAR2(n) without BYTE or CHAR: its meaning would depend on NLS_LENGTH_SEMANTICS",
+    ),
+]
+
+
+def lint_script(script: str) -> list[str]:
+    """Problems of a script a DBA runs top to bottom in SQL*Plus or SQLcl: lint_ddl's, plus it
+    must stop at the first error, bind nothing, say BYTE or CHAR, and commit its DML."""
+    problems = lint_ddl(script)
+    code = [line for line in script.splitlines() if line.strip() and not line.startswith("--")]
+    if not code or not code[0].upper().startswith("WHENEVER SQLERROR EXIT FAILURE"):
+        problems.append("the script must begin with WHENEVER SQLERROR EXIT FAILURE")
+    text = _STRING_LITERAL.sub("'x'", "\n".join(code))
+    for pattern, why in _SCRIPT_RULES:
+        problems += [f"{why}: {m.group(0)}" for m in pattern.finditer(text)]
+    has_dml = re.search(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", text, re.M | re.I)
+    if has_dml and not re.search(r"^COMMIT\b[;\s/]*\Z", text, re.M):
+        problems.append("the script changes rows (INSERT/UPDATE) but does not end with COMMIT")
     return problems

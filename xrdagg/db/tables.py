@@ -25,7 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from xrdagg.db.types import Count, Number, RawNumber, Text, UtcDate
+from xrdagg.db.comments import COLUMN_COMMENTS, TABLE_COMMENTS
+from xrdagg.db.types import Count, Number, RawNumber, RawText, Text, UtcDate
 from xrdagg.rules import DOMAIN_LEN, NAME_LEN, SITE_LEN, UNKNOWN, USER_LEN, VO_LEN
 
 # Placeholder schema of the collectors' raw tables. Engines translate it to the configured
@@ -50,7 +51,7 @@ _STATS = ["average", "min", "max", "sigma"]
 
 
 def _text(length: int) -> Callable[[], TypeEngine[Any]]:
-    return lambda: Text(length)
+    return lambda: RawText(length)
 
 
 # Every column of SPEC §1, in its order, with its type.
@@ -98,6 +99,9 @@ def _raw_table(name: str, short: str) -> Table:
         *(Column(c, kind(), nullable=c not in _RAW_NOT_NULL) for c, kind in _RAW_TYPES.items()),
         Index(f"ix_{short}_insert_date", "insert_date"),
         Index(f"ix_{short}_end_date", "end_date"),
+        # Created by xrdagg only on raw tables it owns (revision 0008): `raw load` skips
+        # records already loaded.
+        Index(f"ix_{short}_unique_id", "unique_id"),
         schema=RAW_SCHEMA,
     )
 
@@ -241,6 +245,40 @@ mv_site_stats = Table(
     PrimaryKeyConstraint("day", "site", "role", "source"),
 )
 
+# Daily site-pair volumes, rolled up from T_STATS_AVG by the daily job (xrdagg.jobs.site_pairs),
+# so that month and year matrices never scan 10-minute rows. Domains are dropped: a matrix is
+# between sites.
+t_site_pair_day = Table(
+    "t_site_pair_day",
+    metadata,
+    Column("day", UtcDate(), nullable=False),
+    _key("source", 3),
+    _key("src_site", SITE_LEN),
+    _key("dst_site", SITE_LEN),
+    _key("vo", VO_LEN),
+    _sum("read_bytes"),
+    _sum("write_bytes"),
+    _sum("active_seconds"),
+    _count("transfers_ended"),
+    PrimaryKeyConstraint("day", "source", "src_site", "dst_site", "vo"),
+)
+
+# Daily volume of each unresolved domain (site 'unknown'), per side, rolled up with
+# T_SITE_PAIR_DAY, so that the unresolved report of a month never scans 10-minute rows.
+t_unresolved_day = Table(
+    "t_unresolved_day",
+    metadata,
+    Column("day", UtcDate(), nullable=False),
+    _key("source", 3),
+    _key("side", 6),  # 'server' (SRC) or 'client' (DST)
+    _key("domain", DOMAIN_LEN),
+    _key("vo", VO_LEN),
+    _count("transfers_ended"),
+    _sum("read_bytes"),
+    _sum("write_bytes"),
+    PrimaryKeyConstraint("day", "source", "side", "domain", "vo"),
+)
+
 # --- topology (SPEC §3) ---------------------------------------------------------------------------
 
 t_topology = Table(
@@ -338,11 +376,28 @@ t_agent = Table(
     Column("watermark", UtcDate()),
     Column("last_run_id", Count()),
     Column("updated_at", UtcDate()),
-    # Set while a rebuild (recompute, topology apply) holds this job: its runs skip, so that
-    # the watermark the rebuild reads stays put (xrdagg.jobs.agent: the pause protocol).
-    Column("paused_by", Text(256)),
-    Column("paused_since", UtcDate()),
     PrimaryKeyConstraint("job_name"),
+)
+
+# Pauses: while a rebuild (recompute, topology apply) holds a job, its runs skip, so that the
+# watermark the rebuild read stays put (xrdagg.jobs.agent: the pause protocol). One row per job
+# and holding process; several owners may pause one job, each removes only its own rows. A row
+# whose heartbeat is older than its lease belongs to a dead process and is cleared.
+t_job_pause = Table(
+    "t_job_pause",
+    metadata,
+    _key("job_name", 64),
+    _key("owner", 128),  # the rebuild: 'recompute 12', 'topology apply'
+    _key("host_name", 256),
+    Column("process_id", Integer, nullable=False, autoincrement=False),
+    Column("reason", Text(256)),
+    # The days the rebuild rewrites (NULL: all): rebuilds with overlapping days exclude each other.
+    Column("day_from", UtcDate()),
+    Column("day_to", UtcDate()),
+    Column("paused_since", UtcDate(), nullable=False),
+    Column("heartbeat_at", UtcDate(), nullable=False),
+    Column("lease_seconds", Integer, nullable=False),
+    PrimaryKeyConstraint("job_name", "owner", "host_name", "process_id"),
 )
 
 t_job_run = Table(
@@ -361,6 +416,10 @@ t_job_run = Table(
     Column("rows_read", Count()),
     Column("rows_bad_insert", Count()),
     Column("rows_bad_clock", Count()),
+    # Rows holding a NaN, an infinite or an out-of-range number (counted as 0), per reason.
+    Column("rows_bad_nan", Count()),
+    Column("rows_bad_infinite", Count()),
+    Column("rows_bad_range", Count()),
     Column("rows_written", Count()),
     Column("duration_s", Number()),
     Column("outcome", Text(16), nullable=False),
@@ -422,6 +481,18 @@ t_bin_span = Table(
     PrimaryKeyConstraint("span", "n"),
 )
 
+# Dashboards ask "what did site X do between T1 and T2": per site, then time (revision 0006; on
+# Oracle prefix-compressed on the site, LOCAL to the partitions). Time alone is the primary key.
+Index("ix_stats_avg_src", t_stats_avg.c.src_site, t_stats_avg.c.bin_start)
+Index("ix_stats_avg_dst", t_stats_avg.c.dst_site, t_stats_avg.c.bin_start)
+Index("ix_site_stats_site", mv_site_stats.c.site, mv_site_stats.c.day)
+
+for _name, _comment in TABLE_COMMENTS.items():
+    metadata.tables[_name].comment = _comment
+for _name, _columns in COLUMN_COMMENTS.items():
+    for _column, _comment in _columns.items():
+        metadata.tables[_name].c[_column].comment = _comment
+
 STATS_TABLES = (
     t_stats_avg,
     t_user_activity,
@@ -430,4 +501,6 @@ STATS_TABLES = (
     t_msg_rate,
     t_site,
     mv_site_stats,
+    t_site_pair_day,
+    t_unresolved_day,
 )

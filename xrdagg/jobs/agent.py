@@ -1,11 +1,8 @@
-"""T_AGENT, the one table that says where each job stands (SPEC §6): its row, its lock, its
-watermark, and its pause.
+"""T_AGENT, the one table that says where each job stands (SPEC §6): its row, its lock and its
+watermark. The pauses of the jobs (T_JOB_PAUSE) are in `xrdagg.jobs.pause`.
 
 A job's row is created the first time anyone needs it (a run, a pause), so that pausing a job
-that never ran still holds it. The pause is the exclusion protocol of every rebuild outside the
-incremental runs (`xrdagg recompute`, `xrdagg topology apply`): while a job is paused by an
-owner, its runs skip, so the watermark the rebuild read stays put and no run merges into rows
-being rebuilt. Only the owner's label clears it.
+that never ran still holds it.
 """
 
 from __future__ import annotations
@@ -14,12 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
-from xrdagg.db.dialect import InsertIgnoringDuplicates, db_now, lock_row
-from xrdagg.db.tables import t_agent
-
-PAUSED_BY_LEN = 256
+from xrdagg.db.dialect import db_now, insert_missing, lock_row
+from xrdagg.db.tables import t_agent, t_job_run
+from xrdagg.errors import XrdaggError
 
 
 @dataclass(frozen=True)
@@ -27,15 +23,12 @@ class AgentState:
     """A job's T_AGENT row as its run sees it."""
 
     watermark: datetime | None
-    paused_by: str | None
-    paused_since: datetime | None
 
 
 def ensure_agents(conn: Connection, names: Iterable[str]) -> None:
     """Create the T_AGENT row of each named job that has none (no watermark yet)."""
-    rows = [{"job_name": name, "watermark": None} for name in names]
-    if rows:
-        conn.execute(InsertIgnoringDuplicates(t_agent), rows)
+    # Without waiting for a running job, which holds its row until it commits.
+    insert_missing(conn, t_agent, [{"job_name": name, "watermark": None} for name in names])
 
 
 def lock_agent(conn: Connection, name: str, *, wait: bool) -> AgentState:
@@ -45,12 +38,8 @@ def lock_agent(conn: Connection, name: str, *, wait: bool) -> AgentState:
     `xrdagg.db.dialect.is_lock_busy` recognises it.
     """
     lock_row(conn, t_agent, t_agent.c.job_name == name, wait=wait)
-    row = conn.execute(
-        select(t_agent.c.watermark, t_agent.c.paused_by, t_agent.c.paused_since).where(
-            t_agent.c.job_name == name
-        )
-    ).one()
-    return AgentState(row.watermark, row.paused_by, row.paused_since)
+    row = conn.execute(select(t_agent.c.watermark).where(t_agent.c.job_name == name)).one()
+    return AgentState(row.watermark)
 
 
 def advance_watermark(conn: Connection, name: str, watermark: datetime, run_id: int | None) -> None:
@@ -77,24 +66,45 @@ def lowest_watermark(conn: Connection, names: Iterable[str]) -> datetime | None:
     ).scalar_one()
 
 
-def pause_jobs(engine: Engine, names: Iterable[str], owner: str) -> None:
-    """Pause each named job for `owner`, after waiting for a run in flight to finish; a job that
-    never ran gets its row first, so that it is held too."""
-    for name in names:
-        with engine.begin() as conn:
-            ensure_agents(conn, [name])
-            lock_row(conn, t_agent, t_agent.c.job_name == name, wait=True)
-            conn.execute(
-                update(t_agent)
-                .where(t_agent.c.job_name == name)
-                .values(paused_by=owner[:PAUSED_BY_LEN], paused_since=db_now())
-            )
-
-
-def resume_jobs(conn: Connection, owner: str) -> None:
-    """Lift every pause `owner` holds (another owner's pause stays)."""
-    conn.execute(
-        update(t_agent)
-        .where(t_agent.c.paused_by == owner[:PAUSED_BY_LEN])
-        .values(paused_by=None, paused_since=None)
+def predecessor(conn: Connection, name: str, kind: str) -> tuple[str, datetime] | None:
+    """Another job of the same incremental kind whose T_AGENT row holds a watermark: the old
+    name of `name` (one incremental job per source, `xrdagg.jobs.specs`), or None."""
+    runs_of_kind = (
+        select(t_job_run.c.job_name)
+        .where(t_job_run.c.run_kind == kind, t_job_run.c.job_name != name)
+        .distinct()
     )
+    row = conn.execute(
+        select(t_agent.c.job_name, t_agent.c.watermark)
+        .where(
+            t_agent.c.job_name.in_(runs_of_kind),
+            t_agent.c.watermark.is_not(None),
+        )
+        .order_by(t_agent.c.watermark.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.job_name, row.watermark)
+
+
+def rename_job(conn: Connection, old: str, new: str) -> datetime | None:
+    """Carry `old`'s T_AGENT row (watermark) and run log over to `new`, in the caller's
+    transaction; refuses when `new` already has a watermark or `old` has no row. Returns the
+    watermark carried over."""
+    ensure_agents(conn, [new])
+    for name in sorted((old, new)):  # one lock order: no deadlock with a concurrent rename
+        lock_row(conn, t_agent, t_agent.c.job_name == name, wait=True)
+    rows = {
+        r.job_name: r
+        for r in conn.execute(select(t_agent).where(t_agent.c.job_name.in_([old, new])))
+    }
+    if old not in rows:
+        raise XrdaggError(f"jobs rename: job {old!r} has no T_AGENT row: nothing to carry over")
+    if rows[new].watermark is not None:
+        raise XrdaggError(
+            f"jobs rename: job {new!r} already has a watermark ({rows[new].watermark}): it has "
+            "run under its new name; renaming would lose one of the two watermarks"
+        )
+    conn.execute(delete(t_agent).where(t_agent.c.job_name == new))
+    conn.execute(update(t_agent).where(t_agent.c.job_name == old).values(job_name=new))
+    conn.execute(update(t_job_run).where(t_job_run.c.job_name == old).values(job_name=new))
+    return rows[old].watermark

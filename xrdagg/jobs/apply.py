@@ -21,7 +21,6 @@ T_MSG_RATE is keyed by domain only: a topology change never touches it.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
+    FromClause,
     Integer,
     Subquery,
     and_,
@@ -44,7 +44,6 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    update,
 )
 
 from xrdagg.db.dialect import day_start, db_now, tune_for_aggregation
@@ -60,16 +59,16 @@ from xrdagg.db.tables import (
 )
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
-from xrdagg.jobs.agent import pause_jobs, resume_jobs
 from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import day_ranges
+from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.jobs.stage import release_stage, stage_resolved, staged_rows
+from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
 from xrdagg.rules import ANY_DOMAIN, NULL_KEY, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
-from xrdagg.topology.resolver import parent_domains
-from xrdagg.topology.store import load_topology, pair_sides, raw_pair_key
+from xrdagg.topology.resolver import Resolution, parent_domains
+from xrdagg.topology.store import load_topology, pair_sides, raw_pair_key, rewrite_resolutions
 
 RUN_LO = bindparam("run_lo", type_=UtcDate())
 RUN_HI = bindparam("run_hi", type_=UtcDate())
@@ -183,11 +182,11 @@ def _run_statements(source: Source) -> _RunStatements:
         raw.c.end_date >= RUN_LO,
         raw.c.end_date < RUN_HI,
     )
-    staged = staged_rows()
+    staged = t_stage_group
     avg_rows = _where(staged, _avg_hit(staged.c))
     merges = [contributions.stats_avg(avg_rows, source, (RUN_LO_S, RUN_HI_S))]
     if source.has_users:
-        ending = and_(staged.c.end_s >= RUN_LO_S, staged.c.end_s < RUN_HI_S)
+        ending = and_(staged.c.end_bin >= RUN_LO_S, staged.c.end_bin < RUN_HI_S)
         site_rows = _where(staged, and_(ending, _sites_hit(staged.c)))
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
     # Every key these rows go to was deleted in these bins: plain INSERTs, nothing can collide.
@@ -197,7 +196,7 @@ def _run_statements(source: Source) -> _RunStatements:
     )
 
 
-def _where(rows: Subquery, condition: ColumnElement[bool]) -> Subquery:
+def _where(rows: FromClause, condition: ColumnElement[bool]) -> Subquery:
     return select(rows).where(condition).subquery("hit")
 
 
@@ -213,13 +212,13 @@ def _rebuild_run(
         "run_hi_s": seconds_since_epoch(hi),
         "watermark": watermark,
     }
-    staged, _ = stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
+    staged = stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
     written = 0
-    if staged:
+    if staged.rows:
         for statement in statements.inserts:
             written += max(conn.execute(statement, params).rowcount, 0)
     release_stage(conn)
-    return staged, written
+    return staged.rows, written
 
 
 # --- the whole apply ------------------------------------------------------------------------------
@@ -232,15 +231,24 @@ def apply_topology(
     jobs: Sequence[JobSpec],
     *,
     dry_run: bool = False,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
 ) -> ApplyReport:
     """Load `topology` and rebuild the statistics it changes, in one transaction, with the
     10-minute jobs paused (not with `dry_run`, which rolls everything back); returns what
     changed and what it cost. A dry run also counts the raw rows behind each changed host, for
     the operator's review; the apply itself spends no pass on that."""
     ten_minute = [j for j in jobs if j.source is not None]
-    owner = f"topology apply on {socket.gethostname()}"
+    # Every day may hold affected keys: the pause covers all days (no range), so a recompute
+    # and an apply never rebuild at once. A dry run rolls back: it pauses nothing.
+    lease = PauseLease(
+        engine,
+        [j.name for j in ten_minute],
+        "topology apply",
+        reason=f"topology from {source_dir}",
+        lease_seconds=lease_seconds,
+    )
     if not dry_run:
-        pause_jobs(engine, [j.name for j in ten_minute], owner)
+        lease.acquire()
     try:
         with engine.connect() as conn:
             transaction = conn.begin()
@@ -254,9 +262,7 @@ def apply_topology(
             else:
                 transaction.commit()
     finally:
-        if not dry_run:
-            with engine.begin() as conn:
-                resume_jobs(conn, owner)
+        lease.release()
     return report
 
 
@@ -340,7 +346,7 @@ def _resolve_again(
     changed domain-map entry can change: the others are not resolved again.
     """
     resolver = topology.resolver()
-    changed: list[dict[str, Any]] = []
+    changed: list[tuple[str, str, Resolution]] = []
     for row in conn.execute(select(t_host_site)).all():
         if changed_domains is not None and not any(
             parent in changed_domains for parent in parent_domains(row.fqdn)
@@ -352,30 +358,8 @@ def _resolve_again(
             report.changes.append(
                 PairChange(row.host_key, row.domain_key, row.domain_name, row.site, result.site)
             )
-            changed.append(
-                {
-                    "key_h": row.host_key,
-                    "key_d": row.domain_key,
-                    "site": result.site,
-                    "rule_kind": result.rule,
-                    "rule_ref": result.ref,
-                }
-            )
-    if changed:
-        conn.execute(
-            update(t_host_site)
-            .where(
-                t_host_site.c.host_key == bindparam("key_h"),
-                t_host_site.c.domain_key == bindparam("key_d"),
-            )
-            .values(
-                site=bindparam("site"),
-                rule_kind=bindparam("rule_kind"),
-                rule_ref=bindparam("rule_ref"),
-                resolved_at=now,
-            ),
-            changed,
-        )
+            changed.append((row.host_key, row.domain_key, result))
+    rewrite_resolutions(conn, changed, now)
 
 
 def _count_affected_rows(

@@ -39,7 +39,7 @@ from xrdagg.db.tables import (
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.jobs.stage import release_stage, stage_resolved, staged_rows
+from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
 from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 
@@ -105,10 +105,11 @@ def chunk_statements(source: Source) -> ChunkStatements:
     )
     arriving = and_(known, raw.c.insert_date >= C0, raw.c.insert_date < C1)
     # One staging of every row the chunk needs; each table then takes its own part of them.
-    staged = staged_rows()
-    ending = select(staged).where(staged.c.end_s >= lo_s, staged.c.end_s < hi_s).subquery("e")
+    # The chunk's bounds are whole bins, so comparing bins selects the same rows as times.
+    staged = t_stage_group
+    ending = select(staged).where(staged.c.end_bin >= lo_s, staged.c.end_bin < hi_s).subquery("e")
     arrived = (
-        select(staged).where(staged.c.insert_s >= lo_s, staged.c.insert_s < hi_s).subquery("a")
+        select(staged).where(staged.c.insert_bin >= lo_s, staged.c.insert_bin < hi_s).subquery("a")
     )
     contributions_of = {
         t_stats_avg: contributions.stats_avg(staged, source, (lo_s, hi_s)),
@@ -126,7 +127,7 @@ def chunk_statements(source: Source) -> ChunkStatements:
         deletes=tuple(deletes),
         inserts=tuple(contributions_of[t].as_insert() for t in source.feeds),
         stage_condition=or_(spread_condition, arriving),
-        count_ending=select(func.count()).select_from(ending),
+        count_ending=select(func.coalesce(func.sum(ending.c.n_rows), 0)),
     )
 
 

@@ -34,6 +34,7 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
+from xrdagg.jobs import site_pairs
 from xrdagg.jobs.agent import lowest_watermark
 from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS
 from xrdagg.jobs.kind import RunContext, RunCounts
@@ -197,7 +198,12 @@ def _site_merge() -> MergeInto:
     )
 
 
-_STATEMENTS = [*_access_pattern_daily(), *_site_stats_daily(), _site_merge()]
+_STATEMENTS = [
+    *_access_pattern_daily(),
+    *_site_stats_daily(),
+    _site_merge(),
+    *site_pairs.statements(),
+]
 
 
 def run(conn: Connection, context: RunContext) -> RunCounts:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Executable,
+    Select,
     Table,
     and_,
     bindparam,
@@ -26,7 +28,8 @@ from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
 from xrdagg.jobs.normalize import is_clock_error
-from xrdagg.jobs.stage import release_stage, stage_resolved, staged_bounds, staged_rows
+from xrdagg.jobs.numbers import count_odd
+from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
 from xrdagg.rules import at_epoch_seconds
 from xrdagg.sources import SOURCES, Source
 
@@ -38,7 +41,7 @@ WINDOW_HI = bindparam("window_hi", type_=UtcDate())
 class _Statements:
     # (a table's contribution, the staged column whose minimum is the first bin it writes)
     merges: tuple[tuple[MergeInto, str], ...]
-    dirty_days: Executable
+    day_spans: Select[Any]
     count_clock_errors: Executable
     count_null_insert: Executable
 
@@ -46,7 +49,7 @@ class _Statements:
 @cache
 def _statements(source: Source) -> _Statements:
     raw = source.raw
-    stage = staged_rows()
+    stage = t_stage_group
     merges = [(contributions.stats_avg(stage, source), "first_start_bin")]
     if source.has_users:
         merges += [
@@ -56,7 +59,7 @@ def _statements(source: Source) -> _Statements:
     merges.append((contributions.msg_rate(stage, source), "first_insert_bin"))
     return _Statements(
         merges=tuple(merges),
-        dirty_days=contributions.dirty_days(stage, source),
+        day_spans=contributions.day_spans(stage),
         count_clock_errors=select(func.count())
         .select_from(raw)
         .where(window_condition(source), is_clock_error(source)),
@@ -98,21 +101,21 @@ def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetim
     statements = _statements(source)
     counts.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
     counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
-    counts.rows_read, counts.new_pairs = stage_resolved(
-        conn, source, window_condition(source), params, new_data=True
-    )
-    if counts.rows_read == 0:
+    staged = stage_resolved(conn, source, window_condition(source), params, new_data=True)
+    counts.rows_read, counts.new_pairs = staged.rows, staged.new_pairs
+    if staged.odd_rows:
+        counts.odd_numbers = count_odd(conn, source, window_condition(source), params)
+    if staged.rows == 0:
         release_stage(conn)
         return counts
-    bounds = staged_bounds(conn)
     for merge, first in statements.merges:
-        first_bin = at_epoch_seconds(getattr(bounds, first))
+        first_bin = at_epoch_seconds(getattr(staged, first))
         # Nothing at or after the first bin the window writes: no key can collide, so a plain
         # INSERT does (a first catch-up, or a window of new bins only).
         upsert = _has_rows_from(conn, merge.table, source, first_bin)
         statement = merge if upsert else merge.as_insert()
         counts.rows_written += max(conn.execute(statement).rowcount, 0)
-    conn.execute(statements.dirty_days)
+    contributions.mark_touched_days(conn, source, statements.day_spans)
     release_stage(conn)
     return counts
 

@@ -3,7 +3,8 @@
 The runner (`xrdagg.jobs.runner`) owns the transaction, the T_AGENT lock, the run log and the
 watermark; a kind only does its work inside that transaction and says where the watermark goes.
 Kinds: the 10-minute jobs ('fed', 'eos': `xrdagg.jobs.incremental`), 'daily'
-(`xrdagg.jobs.daily`) and 'housekeeping' (`xrdagg.jobs.housekeeping`).
+(`xrdagg.jobs.daily`), 'housekeeping' (`xrdagg.jobs.housekeeping`) and 'audit'
+(`xrdagg.jobs.audit`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RunContext:
     until: datetime | None  # --until, if given
     safety_lag_seconds: int  # the job's own, or the deployment's
     upstream: tuple[str, ...]  # the 10-minute jobs, whose watermarks bound the daily tables
+    upstream_jobs: tuple[JobSpec, ...] = ()  # the same jobs' definitions (the audit's sources)
 
 
 @dataclass
@@ -43,9 +45,12 @@ class RunCounts:
     rows_read: int = 0  # valid raw rows aggregated
     rows_bad_clock: int = 0  # END_DATE more than a day after INSERT_DATE
     rows_bad_insert: int = 0  # no INSERT_DATE, END_DATE in the window
+    # Rows with a NaN, infinite or out-of-range number (counted as 0), per reason.
+    odd_numbers: dict[str, int] = field(default_factory=dict)
     rows_written: int = 0  # statistics rows inserted or updated (deleted, for housekeeping)
     new_pairs: int = 0  # (host, domain) pairs resolved for the first time
-    days: list[datetime] = field(default_factory=list)  # days rolled up
+    days: list[datetime] = field(default_factory=list)  # days rolled up (audit: repaired)
+    days_differing: int | None = None  # audit: days whose statistics differ from raw
     message: str = ""  # a remark for the run log, e.g. "nothing new"
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, cast, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, or_, select
 
 from xrdagg.db.dialect import (
+    MAX_RAW_MEASURE,
     epoch_seconds,
+    finite_or,
     greatest_of,
     least_of,
     nonblank,
@@ -21,7 +23,6 @@ from xrdagg.db.dialect import (
     truncated,
 )
 from xrdagg.db.tables import t_host_site, t_site_alias
-from xrdagg.db.types import Number
 from xrdagg.rules import DAY_SECONDS, MAX_TRANSFER_SECONDS, SITE_LEN, UNKNOWN, USER_LEN, VO_LEN
 from xrdagg.sources import Source
 from xrdagg.topology.store import matches_pair
@@ -49,14 +50,31 @@ def is_clock_error(source: Source) -> ColumnElement[bool]:
     )
 
 
+# The raw numbers the statistics read (SPEC §1 names), in the order a row's odd reason is taken.
+MEASURES = (
+    "read_bytes_at_close", "read_bytes", "write_bytes_at_close", "write_bytes", "file_size",
+    "read_single_bytes", "read_single_operations", "read_vector_bytes", "read_vector_operations",
+    "write_operations", "read_min", "read_max",
+)  # fmt: skip
+
+
+def has_odd_number(source: Source) -> ColumnElement[bool]:
+    """Whether a raw row holds a number that is no measurement (NaN, ±inf, beyond ±1e18, or on
+    SQLite a text), which `finite_or` replaces.
+
+    One GREATEST and one LEAST over the row's numbers: NaN and text sort above every number
+    (PostgreSQL, SQLite), so they exceed the bound like +inf does. Cheap enough for every row;
+    the reason (`xrdagg.jobs.numbers`) is only worked out for the few rows this flags.
+    """
+    values = [func.coalesce(source.raw.c[name], 0) for name in MEASURES]
+    bound: ColumnElement[Any] = literal_column(MAX_RAW_MEASURE)
+    return or_(greatest_of(*values) > bound, least_of(*values) < -bound)
+
+
 def _non_negative(*values: ColumnElement[Any]) -> ColumnElement[Any]:
-    return _measure(greatest_of(func.coalesce(*values, 0), 0))
-
-
-def _measure(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    # Raw NUMERIC becomes the statistics' measure type once, here: summing doubles is several
-    # times faster than summing NUMERIC on PostgreSQL, and the targets hold doubles anyway.
-    return cast(value, Number())
+    # NaN, ±inf and out-of-range values count as 0, like negative ones (finite_or). Still the
+    # raw NUMBER type: the staging converts what it sums (`stage.grouped_rows`).
+    return greatest_of(func.coalesce(*(finite_or(v, 0) for v in values), 0), 0)
 
 
 def normalized_rows(source: Source, condition: ColumnElement[bool]) -> Select[Any]:
@@ -64,9 +82,10 @@ def normalized_rows(source: Source, condition: ColumnElement[bool]) -> Select[An
     columns of the staging table (`xrdagg.jobs.stage`).
 
     Every value is computed once per row: the raw times as epoch seconds (start_given is NULL
-    when START_DATE is), bytes >= 0, and the keys src_site, src_domain, dst_site, dst_domain,
-    vo, user_dn never NULL. The clipped start and the bins are derived from these integers by
-    `stage.staged_rows`, which is far cheaper than converting dates again for each of them.
+    when START_DATE is), bytes >= 0 (in the raw NUMBER type), and the keys src_site,
+    src_domain, dst_site, dst_domain, vo, user_dn never NULL. The clipped start and the bins
+    are derived from these integers by `stage.grouped_rows`, which is far cheaper than
+    converting dates again for each of them.
     """
     raw = source.raw
     client = t_host_site.alias("client_res")
@@ -103,14 +122,15 @@ def normalized_rows(source: Source, condition: ColumnElement[bool]) -> Select[An
             client.c.domain_name.label("dst_domain"),
             vo.label("vo"),
             user_dn.label("user_dn"),
-            _measure(raw.c.file_size).label("file_size"),
+            finite_or(raw.c.file_size, None).label("file_size"),
             _non_negative(raw.c.read_single_bytes).label("read_single_bytes"),
             _non_negative(raw.c.read_single_operations).label("read_single_ops"),
             _non_negative(raw.c.read_vector_bytes).label("read_vector_bytes"),
             _non_negative(raw.c.read_vector_operations).label("read_vector_ops"),
             _non_negative(raw.c.write_operations).label("write_ops"),
-            _measure(raw.c.read_min).label("read_min"),
-            _measure(raw.c.read_max).label("read_max"),
+            finite_or(raw.c.read_min, None).label("read_min"),
+            finite_or(raw.c.read_max, None).label("read_max"),
+            case((has_odd_number(source), 1), else_=0).label("odd"),
         )
         .select_from(joined)
         .where(is_valid(source), condition)

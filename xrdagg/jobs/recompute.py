@@ -5,9 +5,15 @@ rebuilt in its own transaction and marked done in it. Every chunk leaves the SPE
 true, so a recompute can stop between any two chunks; `--resume` does the rest, and a resume on
 another host while it runs shares the work (chunks are claimed with SKIP LOCKED).
 
-While it runs, the jobs it rebuilds are *paused* (their runs skip): their watermarks stay where
-the recompute read them, and no run merges into a bin a chunk is rebuilding. Chunks of one
-recompute never share bins, so they run in parallel on several connections (--workers).
+While it runs, the jobs it rebuilds are *paused* (their runs skip: `xrdagg.jobs.pause`): their
+watermarks stay where the recompute read them, and no run merges into a bin a chunk is
+rebuilding. The pause names the days rebuilt, so a second recompute (or an apply) over any of
+those days is refused, naming this one: two chunks rebuilding one bin at once would both delete
+before either inserts, and count it twice. Each chunk renews the pause in its own transaction,
+so a chunk never runs without it. When the process ends, however it ends, its pause goes (a
+signal releases it; a kill -9 lets its lease expire): the runs then go on from the watermark,
+which keeps the invariant, and `--resume` reads the watermarks again. Chunks of one recompute
+never share bins, so they run in parallel on several connections (--workers).
 The daily tables of the touched days are rolled up by the daily job at the end.
 """
 
@@ -25,6 +31,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    delete,
     func,
     insert,
     select,
@@ -38,7 +45,6 @@ from xrdagg.db.tables import (
 )
 from xrdagg.errors import XrdaggError
 from xrdagg.jobs import agent
-from xrdagg.jobs.agent import pause_jobs, resume_jobs
 from xrdagg.jobs.chunks import (
     Chunk,
     ChunkResult,
@@ -46,6 +52,7 @@ from xrdagg.jobs.chunks import (
     rebuild_chunk,
 )
 from xrdagg.jobs.kind import BEGINNING
+from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease, RebuildBusyError, release_owner
 from xrdagg.jobs.specs import JobSpec
 
 log = logging.getLogger(__name__)
@@ -78,10 +85,18 @@ ProgressCallback = Callable[[ChunkResult, int, int], None]
 class Recompute:
     """One `xrdagg recompute`, new or resumed, recorded in the ledger."""
 
-    def __init__(self, engine: Engine, jobs: Sequence[JobSpec]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        jobs: Sequence[JobSpec],
+        *,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.engine = engine
         self.jobs = [j for j in jobs if j.source is not None]
         self.host = socket.gethostname()
+        self.lease_seconds = lease_seconds
+        self.lease: PauseLease | None = None
 
     def start(self, day_from: datetime, day_to: datetime, max_rows: int) -> tuple[int, list[Chunk]]:
         """Pause the jobs, plan the chunks and record them; returns (recompute id, chunks)."""
@@ -114,7 +129,14 @@ class Recompute:
                         for c in chunks
                     ],
                 )
-        self._pause(recompute_id)
+        try:
+            self._pause(recompute_id, day_from, day_to)
+        except RebuildBusyError:
+            # Refused before it touched anything: no ledger for `--resume` to find.
+            with self.engine.begin() as conn:
+                for table in (t_recompute_chunk, t_recompute):
+                    conn.execute(delete(table).where(table.c.recompute_id == recompute_id))
+            raise
         return recompute_id, chunks
 
     def resume(self) -> tuple[int, list[Chunk]]:
@@ -145,13 +167,27 @@ class Recompute:
             )
             for c in pending
         ]
-        self._pause(row.recompute_id)
+        self._pause(row.recompute_id, row.day_from, row.day_to)
         return row.recompute_id, chunks
 
-    def _pause(self, recompute_id: int) -> None:
-        # The same label from every host that joins the recompute: whichever finishes it
-        # resumes the jobs (its host is in the ledger).
-        pause_jobs(self.engine, [j.name for j in self.jobs], _pause_label(recompute_id))
+    def _pause(self, recompute_id: int, day_from: datetime, day_to: datetime) -> None:
+        # The same owner from every process that joins the recompute (they share its chunks,
+        # not its days with anyone else); each holds its own row, and whichever finishes the
+        # recompute removes them all.
+        self.lease = PauseLease(
+            self.engine,
+            [j.name for j in self.jobs],
+            _pause_label(recompute_id),
+            reason=f"rebuilding {day_from:%Y-%m-%d}..{day_to:%Y-%m-%d}",
+            day_from=day_from,
+            day_to=day_to,
+            lease_seconds=self.lease_seconds,
+        ).acquire()
+
+    def release(self) -> None:
+        """Lift this process's pause (the end of the process, however it ends)."""
+        if self.lease is not None:
+            self.lease.release()
 
     def watermarks(self) -> dict[str, datetime | None]:
         """Every job's watermark now: what the recompute rebuilds up to."""
@@ -187,6 +223,8 @@ class Recompute:
                     claimed = claim_next_chunk(conn, recompute_id)
                     if claimed is None:
                         return
+                    if self.lease is not None:
+                        self.lease.verify(conn)  # the jobs are still paused, by this process
                     chunk = Chunk(
                         claimed.job_name,
                         sources[claimed.job_name],
@@ -241,18 +279,20 @@ class Recompute:
             )
 
     def finish(self, recompute_id: int) -> None:
-        """Mark the recompute done and lift its pause on the jobs."""
+        """Mark the recompute done and lift its pause on the jobs (every process's)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(t_recompute)
                 .where(t_recompute.c.recompute_id == recompute_id)
                 .values(state="DONE", finished_at=db_now())
             )
-            resume_jobs(conn, _pause_label(recompute_id))
+            release_owner(conn, _pause_label(recompute_id))
+        if self.lease is not None:
+            self.lease.release()
 
     def interrupted(self, recompute_id: int) -> None:
-        """Ctrl-C or an error: the done chunks stay (each kept the invariant); the jobs stay
-        paused until `--resume` finishes the rest."""
+        """Ctrl-C, a signal or an error: the done chunks stay (each kept the invariant); the
+        caller releases the pause, and `--resume` does the rest."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(t_recompute)

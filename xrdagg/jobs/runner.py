@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import (
+    Connection,
     Engine,
     desc,
     exc,
@@ -41,14 +42,20 @@ from xrdagg.db.dialect import (
     lock_timeout,
 )
 from xrdagg.db.tables import t_job_run
-from xrdagg.errors import JobBusyError
-from xrdagg.jobs import agent, daily, housekeeping, incremental
+from xrdagg.errors import JobBusyError, JobPausedError, XrdaggError
+from xrdagg.jobs import agent, audit, daily, housekeeping, incremental, pause
 from xrdagg.jobs.kind import JobKind, RunContext, RunCounts
 from xrdagg.jobs.specs import JobSpec
 
 log = logging.getLogger(__name__)
 
 MAX_SNAPSHOT_RETRIES = 5
+SNAPSHOT_RETRY_PAUSE_S = 0.2
+
+
+class SnapshotConflictError(Exception):
+    """The run lost a snapshot conflict on every try (reported as such, never as a lock)."""
+
 
 # Every job kind behind one interface (xrdagg.jobs.kind): the runner never branches on kinds.
 KINDS: dict[str, JobKind] = {
@@ -56,6 +63,7 @@ KINDS: dict[str, JobKind] = {
     "eos": incremental.run,
     "daily": daily.run,
     "housekeeping": housekeeping.run,
+    "audit": audit.run,
 }
 
 
@@ -72,11 +80,14 @@ class RunReport:
     rows_bad_insert: int = 0
     rows_bad_clock: int = 0
     rows_written: int = 0
+    odd_numbers: dict[str, int] = field(default_factory=dict)  # per reason, counted as 0
     new_pairs: int = 0
     days: list[datetime] = field(default_factory=list)
+    days_differing: int | None = None  # audit runs only
     duration_s: float = 0.0
     message: str = ""
     unreachable: bool = False  # it failed because the database could not be reached
+    paused: bool = False  # it skipped because a rebuild paused the job
 
     def record(self, counts: RunCounts) -> None:
         """Take a kind's counts into the report."""
@@ -84,23 +95,44 @@ class RunReport:
         self.rows_read, self.rows_written = counts.rows_read, counts.rows_written
         self.rows_bad_clock, self.rows_bad_insert = counts.rows_bad_clock, counts.rows_bad_insert
         self.new_pairs, self.days, self.message = counts.new_pairs, counts.days, counts.message
+        self.odd_numbers = dict(counts.odd_numbers)
+        self.days_differing = counts.days_differing
 
     def summary(self) -> str:
         """One line for the operator: what the run did, or why it did not."""
         if self.outcome == "SKIPPED":
             return f"{self.job}: skipped: {self.message}"
         if self.outcome == "FAILED":
-            return f"{self.job}: FAILED after {self.duration_s:.1f}s: {self.message}"
+            # The error's first line: the SQL and the traceback are logged, shown with -v.
+            first = self.message.strip().splitlines()[0] if self.message.strip() else "?"
+            return f"{self.job}: FAILED after {self.duration_s:.1f}s: {first}"
         window = f"({_fmt(self.window_lo)}, {_fmt(self.window_hi)}]"
         if self.message:
             return f"{self.job}: {self.message}, window {window}"
         bad = self.rows_bad_insert + self.rows_bad_clock
         extra = f", {bad} invalid" if bad else ""
+        if self.odd_numbers:
+            odd = ", ".join(f"{n} {reason}" for reason, n in sorted(self.odd_numbers.items()))
+            extra += f", numbers counted as 0: {odd}"
         if self.days:
             extra += f", {len(self.days)} day(s) rolled up"
         return (
             f"{self.job}: window {window} {self.rows_read} rows{extra}, "
             f"{self.rows_written} stats rows written in {self.duration_s:.2f}s"
+        )
+
+
+def _refuse_a_renamed_job(conn: Connection, job: JobSpec) -> None:
+    """A first run of an incremental job while another name of its source holds a watermark
+    would count all history again (a renamed job, or a second one): refused, with the fix."""
+    old = agent.predecessor(conn, job.name, job.kind)
+    if old is not None:
+        name, watermark = old
+        raise XrdaggError(
+            f"job {job.name} has never run, but job {name} of the same source ({job.kind}) has "
+            f"counted rows up to {_fmt(watermark)} UTC: running {job.name} would count them "
+            f"again. If {job.name} is {name} renamed, run `xrdagg jobs rename {name} {job.name}` "
+            "to carry the watermark over"
         )
 
 
@@ -116,7 +148,8 @@ class JobRunner:
         self.settings = settings
         self.host = socket.gethostname()
         # The daily tables reflect what the 10-minute jobs have committed.
-        self.upstream = tuple(j.name for j in jobs if j.source is not None)
+        self.upstream_jobs = tuple(j for j in jobs if j.source is not None)
+        self.upstream = tuple(j.name for j in self.upstream_jobs)
 
     def run(self, job: JobSpec, *, until: datetime | None = None, wait: bool = False) -> RunReport:
         """Run `job` once (SPEC §6) and return its report: OK, SKIPPED (another run holds the job,
@@ -139,25 +172,35 @@ class JobRunner:
                     self._run_transaction(job, until, wait, report)
                     break
                 except exc.DBAPIError as error:
-                    # Waiting for the lock ends in a serialization failure on snapshot isolation
-                    # (the holder changed the row): start again with a fresh snapshot.
-                    if (
-                        wait
-                        and is_serialization_failure(error)
-                        and attempt + 1 < MAX_SNAPSHOT_RETRIES
-                    ):
-                        report.rows_written = 0
-                        continue
+                    # A serialization failure on snapshot isolation is no lock held by anyone:
+                    # a concurrent transaction (the other source's run writing the shared
+                    # resolution cache, a rebuild pausing the job, the holder of the lock we
+                    # waited for) committed a row this one also changes. Start again with a
+                    # fresh snapshot; if it keeps happening, say so, not "locked".
+                    if is_serialization_failure(error):
+                        if attempt + 1 < MAX_SNAPSHOT_RETRIES:
+                            report.rows_written = 0
+                            time.sleep(SNAPSHOT_RETRY_PAUSE_S * (attempt + 1))
+                            continue
+                        raise SnapshotConflictError(
+                            f"job {job.name}: concurrent transactions changed the same rows "
+                            f"{MAX_SNAPSHOT_RETRIES} times in a row (serialization failure: "
+                            f"{str(error.orig).splitlines()[0]}); nothing was committed, the "
+                            "next run takes the window again"
+                        ) from None
                     if is_lock_busy(error):
                         raise JobBusyError(self._busy_message(job, report.run_id)) from None
                     raise
             report.outcome = "OK"
         except JobBusyError as busy:
             report.outcome, report.message = "SKIPPED", str(busy)
+            report.paused = isinstance(busy, JobPausedError)
         except Exception as error:
             report.outcome, report.message = "FAILED", f"{type(error).__name__}: {error}"[:2000]
             report.unreachable = is_unreachable(error)
-            log.exception("job %s failed", job.name)
+            # INFO: `xrdagg -v` and the service's log show the traceback and the SQL; a plain
+            # `xrdagg run` prints the one line of the report.
+            log.info("job %s failed", job.name, exc_info=True)
         report.duration_s = time.monotonic() - started
         self._log_finish(report)
         return report
@@ -172,19 +215,24 @@ class JobRunner:
                 conn = conn.execution_options(isolation_level=isolation)
             with conn.begin():
                 state = agent.lock_agent(conn, job.name, wait=wait)
-                if state.paused_by is not None:
-                    raise JobBusyError(
-                        f"job {job.name} is paused by {state.paused_by} "
-                        f"since {_fmt(state.paused_since)} UTC"
+                now = conn.execute(select(db_now())).scalar_one()
+                held = pause.live_pauses(conn, [job.name], now)
+                if held:
+                    raise JobPausedError(
+                        f"job {job.name} is paused by "
+                        + "; and by ".join(p.describe(now) for p in held)
                     )
+                if state.watermark is None and job.source is not None:
+                    _refuse_a_renamed_job(conn, job)
                 lag = job.safety_lag_seconds
                 context = RunContext(
                     job=job,
                     watermark=state.watermark,
-                    now=conn.execute(select(db_now())).scalar_one(),
+                    now=now,
                     until=until,
                     safety_lag_seconds=self.settings.safety_lag_seconds if lag is None else lag,
                     upstream=self.upstream,
+                    upstream_jobs=self.upstream_jobs,
                 )
                 counts = kind(conn, context)
                 report.record(counts)
@@ -220,6 +268,9 @@ class JobRunner:
                         rows_read=report.rows_read,
                         rows_bad_insert=report.rows_bad_insert,
                         rows_bad_clock=report.rows_bad_clock,
+                        rows_bad_nan=report.odd_numbers.get("NaN", 0),
+                        rows_bad_infinite=report.odd_numbers.get("infinite", 0),
+                        rows_bad_range=report.odd_numbers.get("out of range", 0),
                         rows_written=report.rows_written,
                         duration_s=round(report.duration_s, 3),
                         outcome=report.outcome,

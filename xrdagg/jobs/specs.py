@@ -10,7 +10,7 @@ from typing import Any
 
 from xrdagg.errors import ConfigError
 
-KINDS = ("fed", "eos", "daily", "housekeeping")
+KINDS = ("fed", "eos", "daily", "housekeeping", "audit")
 # 10-minute statistics tables housekeeping may trim; the daily tables are never trimmed.
 RETAINABLE_TABLES = ("t_stats_avg", "t_user_activity", "t_stats_access_pattern", "t_msg_rate")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -34,11 +34,15 @@ class JobSpec:
     # rows older than retention_days[table] days too (daily tables are always kept).
     run_log_days: int | None = None
     retention_days: dict[str, int] | None = None
+    # Audit: the last `days` days (today included) are compared; `repair` rebuilds those that
+    # differ (xrdagg.jobs.audit).
+    days: int | None = None
+    repair: bool = False
 
     @property
     def has_watermark(self) -> bool:
         """Whether lag behind database now means something for this job."""
-        return self.kind != "housekeeping"
+        return self.kind not in ("housekeeping", "audit")
 
     @property
     def source(self) -> str | None:
@@ -63,7 +67,29 @@ def load_job_specs(jobs_dir: Path) -> list[JobSpec]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"{jobs_dir}: job names declared twice: {', '.join(duplicates)}")
+    # Two incremental jobs of one source would each count every raw row: double statistics.
+    for source in ("fed", "eos"):
+        same = [s.name for s in specs if s.kind == source]
+        if len(same) > 1:
+            raise ConfigError(
+                f"{jobs_dir}: jobs {', '.join(same)} all read source {source!r}; one incremental "
+                "job per source (each would count every raw row). To rename a job, keep one "
+                "declaration and run `xrdagg jobs rename OLD NEW`"
+            )
     return specs
+
+
+def _check_cron(where: str, name: str, cron: str) -> None:
+    """Refuse a cron expression the scheduler would reject (`99 99 * * *`), at load, instead of
+    a traceback when `xrdagg serve` starts."""
+    from datetime import UTC
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(cron, timezone=UTC)
+    except ValueError as error:
+        raise ConfigError(f"{where} ({name}): 'cron' {cron!r} is not valid: {error}") from None
 
 
 def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
@@ -84,6 +110,8 @@ def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
         raise ConfigError(f"{where} ({name}): 'interval_minutes' must be a positive number")
     if cron is not None and (not isinstance(cron, str) or len(cron.split()) != 5):
         raise ConfigError(f"{where} ({name}): 'cron' must have five fields, got {cron!r}")
+    if cron is not None:
+        _check_cron(where, name, cron)
     if interval is not None and cron is not None:
         raise ConfigError(f"{where} ({name}): give 'interval_minutes' or 'cron', not both")
     lag = entry.get("safety_lag_seconds")
@@ -106,6 +134,14 @@ def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
         )
     if kind != "housekeeping" and (run_log_days is not None or retention is not None):
         raise ConfigError(f"{where} ({name}): retention settings belong to a housekeeping job")
+    days = entry.get("days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+        raise ConfigError(f"{where} ({name}): 'days' must be a whole number >= 1")
+    repair = entry.get("repair", False)
+    if not isinstance(repair, bool):
+        raise ConfigError(f"{where} ({name}): 'repair' must be true or false")
+    if kind != "audit" and (days is not None or "repair" in entry):
+        raise ConfigError(f"{where} ({name}): 'days' and 'repair' belong to an audit job")
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where} ({name}): 'enabled' must be true or false")
@@ -120,4 +156,6 @@ def _spec(path: Path, number: int, entry: dict[str, Any]) -> JobSpec:
         misfire_grace_seconds=grace,
         run_log_days=run_log_days,
         retention_days=retention,
+        days=days,
+        repair=repair,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from xrdagg.errors import TopologyError
 from xrdagg.rules import DOMAIN_LEN, SITE_LEN, VO_LEN
+from xrdagg.topology.regex import PatternError, check_pattern
 from xrdagg.topology.resolver import Pattern, Resolver, normalize_part
 
 SITE_TOPOLOGY = "site_topology.json"
@@ -25,9 +25,6 @@ COUNTRIES = "site_countries.json"
 VO_SITES = "vo_sites.json"
 FILES = (SITE_TOPOLOGY, PATTERNS, COUNTRIES, VO_SITES)
 
-# Python-only regular-expression syntax that Oracle's REGEXP_LIKE would read differently or
-# refuse: lookaround, non-capturing and named groups, inline flags, \A \Z \b \B anchors.
-_NON_ORACLE_SYNTAX = re.compile(r"\(\?|\\[AZbB]")
 MAX_REPORTED_PROBLEMS = 50
 
 
@@ -168,17 +165,9 @@ def _read_patterns(
         if pattern is None or site is None:
             continue
         try:
-            re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            problems.append(
-                f"{path} entry {number} {_show(entry)}: pattern does not compile: {exc}"
-            )
-            continue
-        if _NON_ORACLE_SYNTAX.search(pattern):
-            problems.append(
-                f"{path} entry {number} {_show(entry)}: pattern uses syntax Oracle REGEXP_LIKE "
-                "does not share with Python ((?…) groups, \\A \\Z \\b \\B)"
-            )
+            check_pattern(pattern)
+        except PatternError as refused:
+            problems.append(f"{path} entry {number} {_show(entry)}: {refused}")
             continue
         # Rule id = position in the file, 1-based (SPEC §3).
         topology.patterns.append(Pattern(rule_id=number, pattern=pattern, site=site))

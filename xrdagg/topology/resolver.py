@@ -2,17 +2,19 @@
 
 Resolution runs in Python over the *distinct* raw (host, domain) pairs only (thousands, not
 millions), and its results are cached in T_HOST_SITE; the aggregation then joins that cache.
-Python's `re` is used with the subset of syntax that Oracle's REGEXP_LIKE shares with it
-(`xrdagg.topology.files` refuses the rest), so a pattern means the same in both.
+Patterns are matched with RE2 (`xrdagg.topology.regex`: linear time, whatever the pattern) in
+the subset of syntax that Oracle's REGEXP_LIKE reads the same way (`xrdagg.topology.files`
+refuses the rest), so a pattern means the same in both and no pattern can hang a run.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from xrdagg.rules import DOMAIN_LEN, NULL_KEY, UNKNOWN
+from xrdagg.topology.regex import compile_pattern
 
 RULE_SERVER_SITE = "SERVER_SITE"
 RULE_PATTERN = "PATTERN"
@@ -28,9 +30,9 @@ class Pattern:
     pattern: str
     site: str
 
-    def compiled(self) -> re.Pattern[str]:
-        """The pattern compiled for case-insensitive search."""
-        return re.compile(self.pattern, re.IGNORECASE)
+    def compiled(self) -> Any:
+        """The pattern compiled for case-insensitive, linear-time search."""
+        return compile_pattern(self.pattern)
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,9 @@ class Resolver:
         return winner
 
 
-def _any_of(patterns: list[tuple[Pattern, re.Pattern[str]]]) -> re.Pattern[str] | None:
-    """One regular expression that matches where any of `patterns` matches, or None when they
-    cannot be combined: an alternation renumbers groups, which a backreference would notice."""
-    if not patterns or any(re.search(r"\\[1-9]|\(\?P=", p.pattern) for p, _ in patterns):
+def _any_of(patterns: list[tuple[Pattern, Any]]) -> Any:
+    """One regular expression that matches where any of `patterns` matches (None without
+    patterns). RE2 has no backreferences, so an alternation cannot change what one matches."""
+    if not patterns:
         return None
-    return re.compile("|".join(f"(?:{p.pattern})" for p, _ in patterns), re.IGNORECASE)
+    return compile_pattern("|".join(f"(?:{p.pattern})" for p, _ in patterns))

@@ -1,5 +1,10 @@
-"""Scalar expressions whose SQL differs per database (Oracle, PostgreSQL, SQLite), each one
-named construct with one template per dialect. Times are whole epoch seconds inside SQL."""
+"""Scalar expressions whose SQL differs per database (Oracle, PostgreSQL, SQLite, MySQL/MariaDB),
+each one named construct with one template per dialect. Times are whole epoch seconds inside SQL.
+
+MySQL/MariaDB: `/` always divides exactly (a DECIMAL result), so whole-number division is `DIV`;
+dates are DATETIME holding UTC, converted with TIMESTAMPDIFF/INTERVAL arithmetic, which, unlike
+UNIX_TIMESTAMP/FROM_UNIXTIME, does not depend on the session's time zone.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,13 @@ from xrdagg.db.types import UtcDate
 
 
 def _render_as(cls: type[FunctionElement[Any]], **templates: str) -> None:
-    """Register one SQL template per dialect ("default" for the rest); {0}, {1}… are the args."""
+    """Register one SQL template per dialect ("default" for the rest); {0}, {1}… are the args,
+    {args} all of them, comma-separated."""
     for dialect, template in templates.items():
 
         def render(element: Any, compiler: Any, _template: str = template, **kw: Any) -> str:
-            return _template.format(*(compiler.process(c, **kw) for c in element.clauses))
+            parts = [compiler.process(c, **kw) for c in element.clauses]
+            return _template.format(*parts, args=", ".join(parts))
 
         if dialect == "default":
             compiles(cls)(render)
@@ -46,6 +53,7 @@ _render_as(
     # Dates hold whole seconds, far inside a double's exact integers.
     postgresql="CAST(date_part('epoch', {0}) AS BIGINT)",
     sqlite="CAST(strftime('%s', {0}) AS INTEGER)",
+    mysql="TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00', {0})",
 )
 
 
@@ -63,11 +71,14 @@ _render_as(
     postgresql="(TIMESTAMP '1970-01-01 00:00:00' + ({0}) * INTERVAL '1 second')",
     # datetime() returns 'YYYY-MM-DD HH:MM:SS', the storage form of UtcDate on SQLite.
     sqlite="datetime({0}, 'unixepoch')",
+    # A DATETIME literal: DATE_ADD of a string would return a string.
+    mysql="(TIMESTAMP '1970-01-01 00:00:00' + INTERVAL ({0}) SECOND)",
 )
 
 
 class floor_to(FunctionElement[int]):  # noqa: N801
-    """floor_to(seconds, width): the start of the width-second bin holding `seconds` (>= 0)."""
+    """floor_to(seconds, width): the start of the width-second bin holding `seconds` (before
+    1970 too: a negative time belongs to the bin that starts at or before it)."""
 
     type = Integer()
     inherit_cache = True
@@ -76,8 +87,12 @@ class floor_to(FunctionElement[int]):  # noqa: N801
 _render_as(
     floor_to,
     oracle="(FLOOR(({0}) / {1}) * {1})",
-    # PostgreSQL and SQLite divide integers as integers, truncating: floor for seconds >= 0.
-    default="((({0}) / {1}) * {1})",
+    # PostgreSQL, SQLite and MySQL truncate integer division and % towards zero, which is the
+    # floor only for seconds >= 0: subtracting the non-negative remainder floors both signs, in
+    # integers (a row ending 1969-12-31 23:55 belongs to the 23:50 bin, not to 1970's first).
+    postgresql="(({0}) - MOD(MOD({0}, {1}) + {1}, {1}))",
+    mysql="(({0}) - MOD(MOD({0}, {1}) + {1}, {1}))",
+    sqlite="(({0}) - ((({0}) % {1}) + {1}) % {1})",
 )
 
 
@@ -90,7 +105,12 @@ class whole_quotient(FunctionElement[int]):  # noqa: N801
     inherit_cache = True
 
 
-_render_as(whole_quotient, oracle="FLOOR(({0}) / {1})", default="(({0}) / {1})")
+_render_as(
+    whole_quotient,
+    oracle="FLOOR(({0}) / {1})",
+    mysql="(({0}) DIV {1})",
+    default="(({0}) / {1})",
+)
 
 
 class as_real(FunctionElement[float]):  # noqa: N801
@@ -105,25 +125,26 @@ _render_as(
     oracle="({0})",  # NUMBER divides exactly
     postgresql="CAST({0} AS DOUBLE PRECISION)",
     sqlite="CAST({0} AS REAL)",
+    mysql="CAST({0} AS DOUBLE)",  # MariaDB >= 10.4.5, MySQL >= 8.0.17
 )
 
 
 class greatest_of(FunctionElement[Any]):  # noqa: N801
-    """The larger of two non-NULL arguments (GREATEST; SQLite's two-argument max())."""
+    """The largest of two or more non-NULL arguments (GREATEST; SQLite's multi-argument max())."""
 
     inherit_cache = True
 
 
-_render_as(greatest_of, default="GREATEST({0}, {1})", sqlite="max({0}, {1})")
+_render_as(greatest_of, default="GREATEST({args})", sqlite="max({args})")
 
 
 class least_of(FunctionElement[Any]):  # noqa: N801
-    """The smaller of two non-NULL arguments (LEAST; SQLite's two-argument min())."""
+    """The smallest of two or more non-NULL arguments (LEAST; SQLite's multi-argument min())."""
 
     inherit_cache = True
 
 
-_render_as(least_of, default="LEAST({0}, {1})", sqlite="min({0}, {1})")
+_render_as(least_of, default="LEAST({args})", sqlite="min({args})")
 
 
 class day_start(FunctionElement[Any]):  # noqa: N801
@@ -138,17 +159,25 @@ _render_as(
     oracle="TRUNC({0})",
     postgresql="date_trunc('day', {0})",
     sqlite="datetime({0}, 'start of day')",
+    mysql="CAST(CAST({0} AS DATE) AS DATETIME)",
 )
 
 
 class truncated(FunctionElement[str]):  # noqa: N801
-    """truncated(text, n): at most n characters (Oracle: bytes, the unit of its VARCHAR2 keys)."""
+    """truncated(text, n): at most n characters (Oracle and MySQL: bytes, the unit of their
+    key columns, VARCHAR2(n BYTE) and VARBINARY(n))."""
 
     type = String()
     inherit_cache = True
 
 
-_render_as(truncated, oracle="SUBSTRB({0}, 1, {1})", default="SUBSTR({0}, 1, {1})")
+_render_as(
+    truncated,
+    oracle="SUBSTRB({0}, 1, {1})",
+    # Bytes of the UTF-8 text: what fits a VARBINARY(n) key (xrdagg.db.types.Text).
+    mysql="LEFT(CAST({0} AS BINARY), {1})",
+    default="SUBSTR({0}, 1, {1})",
+)
 
 
 class nonblank(FunctionElement[str]):  # noqa: N801
@@ -177,6 +206,7 @@ _render_as(
     postgresql="({0} + ({1}) * INTERVAL '1 second')",
     # SQLite keeps dates as 'YYYY-MM-DD HH:MM:SS' text, which datetime() returns too.
     sqlite="datetime({0}, '+' || ({1}) || ' seconds')",
+    mysql="({0} + INTERVAL ({1}) SECOND)",
 )
 
 
@@ -192,4 +222,58 @@ _render_as(
     oracle="CAST(SYS_EXTRACT_UTC(SYSTIMESTAMP) AS DATE)",
     postgresql="CAST(timezone('UTC', clock_timestamp()) AS TIMESTAMP(0))",
     sqlite="datetime('now')",
+    mysql="UTC_TIMESTAMP()",  # whole seconds, whatever the session's time zone
+)
+
+
+# The largest magnitude a raw measure may have (bytes, operations, sizes: 10^18 is an exabyte,
+# beyond any one transfer); beyond it, like NaN and ±infinity, the value is not a measurement,
+# and summing it would overflow the statistics' doubles or make every sum NaN.
+MAX_RAW_MEASURE = "1e18"
+
+
+class finite_or(FunctionElement[Any]):  # noqa: N801
+    """finite_or(number, replacement): the raw number when it is a finite value within
+    ±MAX_RAW_MEASURE, NULL when it is NULL, else `replacement` (0 for the byte and operation
+    counts: treated like a negative value, SPEC §2; NULL for sizes and min/max: unknown).
+
+    PostgreSQL's NUMERIC holds NaN (greater than every number) and ±Infinity, so one range test
+    catches all three; SQLite stores an overflowing literal as ±Inf (NaN becomes NULL), and a
+    non-numeric text such as 'NaN' as TEXT; Oracle's NUMBER holds finite values only.
+    """
+
+    inherit_cache = True
+
+
+_render_as(
+    finite_or,
+    # A range test rather than ABS: ABS makes a new NUMERIC per value on PostgreSQL, a compare
+    # does not; NaN sorts above every number there, so it fails the test like ±Infinity.
+    default=f"(CASE WHEN {{0}} IS NULL THEN NULL WHEN {{0}} >= -{MAX_RAW_MEASURE} "
+    f"AND {{0}} <= {MAX_RAW_MEASURE} THEN {{0}} ELSE {{1}} END)",
+    sqlite="(CASE WHEN {0} IS NULL THEN NULL WHEN typeof({0}) IN ('integer', 'real') AND "
+    f"{{0}} >= -{MAX_RAW_MEASURE} AND {{0}} <= {MAX_RAW_MEASURE} THEN {{0}} ELSE {{1}} END)",
+)
+
+
+class odd_number(FunctionElement[str]):  # noqa: N801
+    """Why a raw number is not a measurement ('NaN', 'infinite', 'out of range'), else NULL:
+    the reasons `finite_or` replaces it for, as `xrdagg check` and the run log count them."""
+
+    type = String()
+    inherit_cache = True
+
+
+_render_as(
+    odd_number,
+    # Oracle's NUMBER and MySQL's DECIMAL hold finite values only.
+    default=f"(CASE WHEN {{0}} > {MAX_RAW_MEASURE} OR {{0}} < -{MAX_RAW_MEASURE} "
+    "THEN 'out of range' END)",
+    postgresql="(CASE WHEN {0} = 'NaN' THEN 'NaN' "
+    "WHEN {0} IN ('Infinity', '-Infinity') THEN 'infinite' "
+    f"WHEN ABS({{0}}) > {MAX_RAW_MEASURE} THEN 'out of range' END)",
+    sqlite="(CASE WHEN typeof({0}) = 'text' THEN 'NaN' "
+    "WHEN typeof({0}) = 'real' AND ABS({0}) > 1.7976931348623157e308 THEN 'infinite' "
+    f"WHEN typeof({{0}}) IN ('integer', 'real') AND ABS({{0}}) > {MAX_RAW_MEASURE} "
+    "THEN 'out of range' END)",
 )

@@ -1,8 +1,9 @@
 """Locking, isolation and error classification: how each database says "busy", "try again"
-and "unreachable", and how a row is locked or claimed."""
+and "unreachable", how a row is locked or claimed, and which MySQL/MariaDB servers can do it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,14 +15,27 @@ from sqlalchemy import (
     Table,
     exc,
     select,
+    tuple_,
     update,
 )
+
+from xrdagg.db.dialect.statements import InsertIgnoringDuplicates
+from xrdagg.errors import ConfigError
 
 # --- locking and isolation -----------------------------------------------------------------------
 
 # Job transactions read raw rows and the resolution cache in several statements: they must all
 # see one snapshot. Oracle's SERIALIZABLE is snapshot isolation; SQLite is serializable anyway.
-JOB_ISOLATION = {"oracle": "SERIALIZABLE", "postgresql": "REPEATABLE READ"}
+# MySQL/MariaDB: READ COMMITTED, each statement its own snapshot. Its REPEATABLE READ would not
+# give one snapshot to the statements that matter: INSERT … SELECT and CREATE TABLE … SELECT read
+# the newest rows there, locking what they read and the gaps between (next-key locks), so that a
+# collector inserting raw rows would wait for the job to commit. Under READ COMMITTED they read a
+# snapshot without locks. A job stages its raw rows with one statement and reads them from there.
+JOB_ISOLATION = {
+    "oracle": "SERIALIZABLE",
+    "postgresql": "REPEATABLE READ",
+    "mysql": "READ COMMITTED",
+}
 
 
 # Markers of a database that cannot be reached, for errors that carry no code (a refused
@@ -32,6 +46,24 @@ _UNREACHABLE = (
     "DPY-6005", "ORA-03113", "ORA-03114", "ORA-12541", "unable to open database",
 )  # fmt: skip
 _UNREACHABLE_ORACLE_CODES = (3113, 3114, 12541, 12514, 12170)
+# MySQL/MariaDB: server shutting down, connection killed (MariaDB), can't connect (socket, TCP),
+# server gone away, lost connection, disconnected by the server (MySQL 8).
+_UNREACHABLE_MYSQL_CODES = (1053, 1927, 2002, 2003, 2006, 2013, 4031)
+# MySQL/MariaDB: lock wait timeout (also MariaDB's answer to NOWAIT), deadlock, MySQL 8's
+# NOWAIT answer, and MariaDB's "record has changed since last read" (innodb_snapshot_isolation).
+_MYSQL_LOCK_WAIT_TIMEOUT, _MYSQL_DEADLOCK, _MYSQL_NOWAIT, _MYSQL_CHECKREAD = 1205, 1213, 3572, 1020
+# A lock wait timeout is a lock held by another job (busy), not a lost snapshot: retrying it as
+# a serialization failure made a second runner of the same job fail instead of skipping.
+_MYSQL_SERIALIZATION_CODES = (_MYSQL_DEADLOCK, _MYSQL_CHECKREAD)
+
+
+def _mysql_code(orig: BaseException | None) -> int | None:
+    """The server's error number of a PyMySQL (or mysqlclient) error, else None."""
+    driver = type(orig).__module__.split(".")[0] if orig is not None else None
+    if orig is None or driver not in ("pymysql", "MySQLdb") or not orig.args:
+        return None
+    code = orig.args[0]
+    return code if isinstance(code, int) else None
 
 
 def is_unreachable(error: BaseException) -> bool:
@@ -45,7 +77,7 @@ def is_unreachable(error: BaseException) -> bool:
         if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
             return True
         code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
-        if code in _UNREACHABLE_ORACLE_CODES:
+        if code in _UNREACHABLE_ORACLE_CODES or _mysql_code(orig) in _UNREACHABLE_MYSQL_CODES:
             return True
     text = str(error).lower()
     return any(marker.lower() in text for marker in _UNREACHABLE)
@@ -60,6 +92,8 @@ def is_lock_busy(error: exc.DBAPIError) -> bool:
     code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
     if code in (54, 30006, 8177):  # ORA-00054 NOWAIT busy, ORA-30006 WAIT timeout, ORA-08177
         return True
+    if _mysql_code(orig) in (_MYSQL_NOWAIT, _MYSQL_LOCK_WAIT_TIMEOUT, *_MYSQL_SERIALIZATION_CODES):
+        return True
     return "database is locked" in str(orig)
 
 
@@ -70,15 +104,26 @@ def is_serialization_failure(error: exc.DBAPIError) -> bool:
     if getattr(orig, "sqlstate", None) in ("40001", "40P01"):
         return True
     code = getattr(orig.args[0], "code", None) if orig is not None and orig.args else None
-    return code == 8177
+    return code == 8177 or _mysql_code(orig) in _MYSQL_SERIALIZATION_CODES
 
 
 @contextmanager
 def lock_timeout(conn: Connection, *, wait: bool) -> Iterator[None]:
     """Within the block, a write that meets SQLite's database lock gives up after a second
-    unless `wait` (SQLite has one writer at a time and no NOWAIT). Other dialects: no change."""
-    if conn.dialect.name != "sqlite" or wait:
+    unless `wait` (SQLite has one writer at a time and no NOWAIT); on MySQL/MariaDB, a write that
+    meets a row lock likewise (innodb_lock_wait_timeout, 50 s by default). Others: no change."""
+    if wait or conn.dialect.name not in ("sqlite", "mysql"):
         yield
+        return
+    if conn.dialect.name == "mysql":
+        # On the driver's connection, like SQLite's pragma: SQLAlchemy would begin a transaction.
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {MYSQL_NOWAIT_S}")
+        try:
+            yield
+        finally:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+            cursor.close()
         return
     # On the driver's connection: a connection setting, outside any SQLAlchemy transaction.
     driver = conn.connection.driver_connection
@@ -92,9 +137,10 @@ def lock_timeout(conn: Connection, *, wait: bool) -> Iterator[None]:
 def lock_row(conn: Connection, table: Table, condition: ColumnElement[bool], *, wait: bool) -> None:
     """Lock the rows of `table` matching `condition` until the transaction ends.
 
-    Oracle and PostgreSQL lock the rows themselves (FOR UPDATE [NOWAIT]); SQLite, which has no
-    row locks, takes the database write lock with a no-op UPDATE. When the lock is held elsewhere
-    this raises the driver's error at once (`wait=False`) or after waiting; `is_lock_busy` tells.
+    Oracle, PostgreSQL and MySQL/MariaDB lock the rows themselves (FOR UPDATE [NOWAIT]); SQLite,
+    which has no row locks, takes the database write lock with a no-op UPDATE. When the lock is
+    held elsewhere this raises the driver's error at once (`wait=False`) or after waiting;
+    `is_lock_busy` tells.
     """
     if conn.dialect.name == "sqlite":
         first = next(iter(table.primary_key.columns))
@@ -106,15 +152,42 @@ def lock_row(conn: Connection, table: Table, condition: ColumnElement[bool], *, 
     )
 
 
+def insert_missing(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert those of `rows` whose primary key `table` lacks, without waiting for a lock that
+    another transaction holds on a row already there.
+
+    MySQL/MariaDB: the existing keys are read first, and only the others inserted, since an
+    INSERT that meets an existing key locks that row (shared, or exclusive with ON DUPLICATE KEY
+    UPDATE) and so waits for its holder. Elsewhere: one INSERT ignoring duplicates, which waits
+    for nobody's existing row; on SQLite a read first would even make the write fail at once
+    ("database is locked") when another writer committed since, in WAL mode.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "mysql":
+        columns = list(table.primary_key.columns)
+
+        def key(row: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple(row[c.name] for c in columns)
+
+        wanted = tuple_(*columns).in_([key(row) for row in rows])
+        present = {tuple(r) for r in conn.execute(select(*columns).where(wanted))}
+        rows = [row for row in rows if key(row) not in present]
+        if not rows:
+            return
+    conn.execute(InsertIgnoringDuplicates(table), rows)
+
+
 def claim_first(conn: Connection, candidates: Select[Any], scope: ColumnElement[bool]) -> Any:
     """The first row of `candidates` that no other transaction has locked, locked for the rest
     of this transaction; None when every candidate is taken or there is none.
 
-    PostgreSQL: FOR UPDATE SKIP LOCKED LIMIT 1. Oracle: FOR UPDATE SKIP LOCKED without a row
-    limit (Oracle refuses FETCH FIRST with FOR UPDATE, and ROWNUM is assigned before rows are
-    skipped), fetching one row at a time: Oracle locks rows as they are fetched. SQLite has no
-    row locks: the database write lock is taken first (a no-op UPDATE of the rows in `scope`),
-    so that claimers run one after the other and each sees the others' claims committed.
+    PostgreSQL, MySQL/MariaDB: FOR UPDATE SKIP LOCKED LIMIT 1. Oracle: FOR UPDATE SKIP LOCKED
+    without a row limit (Oracle refuses FETCH FIRST with FOR UPDATE, and ROWNUM is assigned
+    before rows are skipped), fetching one row at a time: Oracle locks rows as they are fetched.
+    SQLite has no row locks: the database write lock is taken first (a no-op UPDATE of the rows
+    in `scope`), so that claimers run one after the other and each sees the others' claims
+    committed.
     """
     table = candidates.get_final_froms()[0]
     if conn.dialect.name == "sqlite":
@@ -130,3 +203,37 @@ def claim_first(conn: Connection, candidates: Select[Any], scope: ColumnElement[
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_NOWAIT_MS = 1_000  # SQLite cannot fail at once; a second is "busy" for it
+MYSQL_NOWAIT_S = 1  # innodb_lock_wait_timeout while not waiting (whole seconds)
+
+# --- which MySQL/MariaDB servers ----------------------------------------------------------------
+
+# MariaDB: FOR UPDATE NOWAIT since 10.3, INSERT … RETURNING since 10.5, SKIP LOCKED since 10.6.
+MARIADB_MINIMUM = (10, 6)
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+def require_supported_server(server_info: str) -> None:
+    """Refuse, with a message saying why, a MySQL/MariaDB server xrdagg cannot run on.
+
+    `server_info` is the server's version string (PyMySQL's `get_server_info()`, e.g.
+    '5.5.5-10.11.19-MariaDB-…': MariaDB prefixes '5.5.5-' for old clients). MariaDB needs
+    10.6: FOR UPDATE NOWAIT (the job lock), INSERT … RETURNING (run ids) and FOR UPDATE SKIP
+    LOCKED (recompute workers). MySQL (Oracle's server) is refused: 8.0 has NOWAIT and SKIP
+    LOCKED, but no INSERT … RETURNING, and it cannot read one temporary table twice in a
+    statement (the staged rows are), so xrdagg does not run there yet.
+    """
+    versions = [tuple(int(p) for p in m) for m in _VERSION.findall(server_info)]
+    if "mariadb" not in server_info.lower():
+        raise ConfigError(
+            f"XRDAGG_DATABASE_URL: MySQL server {server_info} is not supported: xrdagg needs "
+            "INSERT … RETURNING and a temporary table read twice in one statement, which MySQL "
+            f"lacks; use MariaDB {MARIADB_MINIMUM[0]}.{MARIADB_MINIMUM[1]} or newer"
+        )
+    version = versions[-1][:2] if versions else (0, 0)  # the last: after the '5.5.5-' prefix
+    if version < MARIADB_MINIMUM:
+        raise ConfigError(
+            f"XRDAGG_DATABASE_URL: MariaDB {server_info} is too old: xrdagg needs "
+            f"{MARIADB_MINIMUM[0]}.{MARIADB_MINIMUM[1]} or newer (FOR UPDATE NOWAIT for the job "
+            "lock since 10.3, INSERT … RETURNING since 10.5, SKIP LOCKED for recompute workers "
+            "since 10.6)"
+        )

@@ -1,0 +1,43 @@
+"""Statistics keys compare as Oracle compares them, on every backend: exactly (case, accents,
+trailing text), and cut to their byte length. On MySQL/MariaDB this is what the VARBINARY keys
+and the binary raw collation are for (xrdagg.db.types); its default collations would fail here."""
+
+from __future__ import annotations
+
+from tests.helpers import Harness, fed
+from tests.test_spec_cases import UNTIL, run_fed
+from xrdagg.rules import USER_LEN
+
+
+def users(db: Harness) -> list[tuple[str, int]]:
+    frame = db.table("t_user_activity")
+    return sorted((r.user_dn, r.accesses) for r in frame.itertuples())
+
+
+def test_keys_differing_only_in_case_or_accents_stay_apart(db: Harness) -> None:
+    run_fed(
+        db,
+        fed(user_dn="/CN=alice"),
+        fed(user_dn="/CN=Alice"),
+        fed(user_dn="/CN=Jürgen"),
+        fed(user_dn="/CN=Jurgen"),
+        fed(user_dn="/CN=Jürgen"),
+    )
+    assert users(db) == [("/CN=Alice", 1), ("/CN=Jurgen", 1), ("/CN=Jürgen", 2), ("/CN=alice", 1)]
+
+
+def test_raw_hosts_differing_only_in_case_are_two_cached_pairs_of_one_site(db: Harness) -> None:
+    run_fed(db, fed(server_host="eos01"), fed(server_host="EOS01"), fed(server_host="Eos01"))
+    cached = db.table("t_host_site")
+    servers = sorted(r.host_key for r in cached.itertuples() if r.domain_key == "cern.ch")
+    assert servers == ["EOS01", "Eos01", "eos01"]
+    avg = db.table("t_stats_avg")
+    assert list(avg.transfers_ended) == [3]  # all three resolve to the same site and domain
+
+
+def test_an_over_long_key_is_cut_to_its_length(db: Harness) -> None:
+    long_dn = "/CN=" + "x" * (USER_LEN + 100)
+    run_fed(db, fed(user_dn=long_dn), fed(user_dn=long_dn[: USER_LEN + 10]))
+    assert users(db) == [(long_dn[:USER_LEN], 2)]
+    db.run("fed10", UNTIL)  # a second run merges into the cut key without error
+    assert users(db) == [(long_dn[:USER_LEN], 2)]
