@@ -42,6 +42,22 @@ def test_run_prints_one_line_per_job_and_is_idempotent(db: Harness, cli) -> None
     assert "nothing new" in again.output or " 0 rows" in again.output
 
 
+def test_the_run_log_counts_the_statistics_rows_written(db: Harness) -> None:
+    # A first run inserts into empty tables: rows written is exactly what the tables then hold.
+    # (psycopg reported -1 for a Core INSERT … SELECT, and PostgreSQL runs logged 0.)
+    db.insert_raw(
+        "fed",
+        [fed(), fed(end_date=datetime(2024, 3, 1, 1), insert_date=datetime(2024, 3, 1, 1, 1))],
+    )
+    report = db.run("fed10", datetime(2024, 3, 2))
+    held = sum(
+        len(db.table(name))
+        for name in ("t_stats_avg", "t_user_activity", "t_stats_access_pattern", "t_msg_rate")
+    )
+    assert report.rows_read == 2
+    assert held > 0 and report.rows_written == held
+
+
 def test_unknown_job_and_bad_until_are_refused(db: Harness, cli) -> None:
     assert "unknown job(s) nope" in cli("run", "nope").output
     result = cli("run", "--until", "tomorrow")

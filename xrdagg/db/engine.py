@@ -31,7 +31,12 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
     if settings.backend == "mysql":
         _configure_mysql(engine)
-    return engine.execution_options(schema_translate_map={RAW_SCHEMA: settings.raw_schema})
+    # preserve_rowcount: the run log's "stats rows written" is the rowcount of INSERT … SELECT
+    # statements, which SQLAlchemy does not keep for a Core insert on every driver (psycopg
+    # reported -1, so PostgreSQL runs logged 0 rows written).
+    return engine.execution_options(
+        schema_translate_map={RAW_SCHEMA: settings.raw_schema}, preserve_rowcount=True
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
