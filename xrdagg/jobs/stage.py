@@ -114,7 +114,10 @@ GROUP_KEYS = (
 def grouped_rows(source: Source, condition: ColumnElement[bool], dialect: str) -> Select[Any]:
     """The valid raw rows of `source` matching `condition`, normalised (SPEC §2-3) and grouped,
     in the columns of `t_stage_group`, for the database named `dialect`."""
-    row = normalized_rows(source, condition).subquery("norm")
+    # Both layers fenced: the normalised row's epoch seconds are used several times each by
+    # the clipped start and the bins, and pulled up they were converted from dates again for
+    # every use (1M rows: SQLite's staging 13.5 s -> 10.5 s, PostgreSQL's 5.3 s -> 4.6 s).
+    row = computed_once(normalized_rows(source, condition), dialect).subquery("norm")
     start_s = clipped_start(row.c.start_given, row.c.end_s)
     size, read = row.c.file_size, row.c.read_b
     fraction = case(

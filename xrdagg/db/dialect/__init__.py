@@ -41,6 +41,7 @@ from xrdagg.db.dialect.locking import (
 from xrdagg.db.dialect.statements import (
     POSTGRES_AGGREGATION_WORK_MEM,
     SQLITE_PAGE_CACHE_KIB,
+    SQLITE_SORTER_THREADS,
     InsertIgnoringDuplicates,
     MergeInto,
     analyze_table,
@@ -58,6 +59,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_NOWAIT_MS",
     "SQLITE_PAGE_CACHE_KIB",
+    "SQLITE_SORTER_THREADS",
     "InsertIgnoringDuplicates",
     "MergeInto",
     "analyze_table",

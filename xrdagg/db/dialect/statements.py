@@ -308,6 +308,10 @@ ANALYZE_TARGET = 10
 # A bound, not an allocation: a connection takes pages as it reads them, up to this.
 SQLITE_PAGE_CACHE_KIB = 65_536
 
+# Worker threads SQLite may start for one large sort (PRAGMA threads; 0 = the connection's own
+# thread only). Two: the machines this runs on have a few cores, and a job runs one sort at once.
+SQLITE_SORTER_THREADS = 2
+
 
 # Memory a PostgreSQL aggregation may use per hash table or sort before spilling to disk. The
 # server default (4 MB) makes the grouping of a million staged rows spill; a job runs a handful of
