@@ -172,3 +172,38 @@ def test_a_pattern_change_resolves_every_cached_host_again(
         cached = conn.execute(select(func.count()).select_from(t_host_site)).scalar_one()
     assert f"{cached} cached host(s) resolved again" in result.output
     check_invariant(db, rows, RefTopology.from_dir(new))
+
+
+def test_a_domain_entry_resolves_again_only_the_hosts_under_it(
+    db: Harness, tmp_path: Path, cli
+) -> None:
+    # `my_lab.org` gains an entry. Only the FQDNs that are it or lie under it, label by label,
+    # are resolved again: not `a.myxlab.org` (`_` is a LIKE wildcard) nor `a.notmy_lab.org`
+    # (not on a label boundary), whatever the database's prefilter lets through.
+    sides = [
+        ("a.b", "my_lab.org"),
+        ("a", "myxlab.org"),
+        ("a", "notmy_lab.org"),
+        ("eos01", "cern.ch"),
+    ]
+    rows = [
+        ("fed",
+         raw_row(start_date=T0 + timedelta(minutes=7 * i), end_date=T0 + timedelta(minutes=7 * i + 3),
+                 insert_date=T0 + timedelta(minutes=7 * i + 4), server_host="eos01", server_domain="cern.ch",
+                 client_host=sides[i % 3][0], client_domain=sides[i % 3][1], user_vo="cms",
+                 read_bytes_at_close=1000 + i, file_size=5000))
+        for i in range(60)
+    ]  # fmt: skip
+    db.insert_raw("fed", [r for _, r in rows])
+    db.run("fed10", T0 + timedelta(days=1))
+    new = tmp_path / "new-domain"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = json.loads((new / "site_topology.json").read_text())
+    (new / "site_topology.json").write_text(
+        json.dumps([*domains, {"from_value": "my_lab.org", "to_value": "LAB-NEW"}])
+    )
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 0, result.output
+    assert "1 cached host(s) resolved again" in result.output, result.output
+    assert "-> LAB-NEW" in result.output
+    check_invariant(db, rows, RefTopology.from_dir(new))
