@@ -250,10 +250,10 @@ def _fill(
 ) -> Any:
     conn.execute(clear_stage(t_stage_group))
     grouped = grouped_rows(source, condition, conn.dialect.name)
-    conn.execute(fill_stage_as(t_stage_group, grouped), params)
+    groups = conn.execute(fill_stage_as(t_stage_group, grouped), params).rowcount
     # The planner knows nothing of a fresh temporary table: without statistics PostgreSQL guesses
-    # a few hundred rows and picks nested loops for the spread join.
-    analyze_table(conn, t_stage_group)
+    # a few hundred rows and picks nested loops for the spread join (right for a small stage).
+    analyze_table(conn, t_stage_group, groups)
     return conn.execute(_SUMMARY).one()
 
 

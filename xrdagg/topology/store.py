@@ -320,5 +320,5 @@ def fill_resolution_cache(
         )
     insert_ignoring_duplicates(conn, t_host_site, values)
     # The statements that follow join raw rows to the cache: let the planner see its new size.
-    analyze_table(conn, t_host_site)
+    analyze_table(conn, t_host_site, len(values))
     return len(values)
