@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xrdagg.rules import DOMAIN_LEN, NULL_KEY, UNKNOWN
-from xrdagg.topology.regex import compile_pattern
+from xrdagg.topology.regex import compile_pattern, compile_pattern_set
 
 RULE_SERVER_SITE = "SERVER_SITE"
 RULE_PATTERN = "PATTERN"
@@ -98,6 +98,9 @@ class Resolver:
     ) -> None:
         self._patterns = [(p, p.compiled()) for p in patterns]
         self._any_pattern = _any_of(self._patterns)
+        self._pattern_set = (
+            compile_pattern_set([p.pattern for p, _ in self._patterns]) if self._patterns else None
+        )
         self._domain_map = dict(domain_map)
         self._aliases = {k.upper(): v for k, v in aliases.items()}
 
@@ -132,11 +135,16 @@ class Resolver:
 
     def _best_pattern(self, fqdn: str) -> Pattern | None:
         """Longest matched text wins, then the longer pattern, then the lower rule id."""
-        if self._any_pattern is not None and self._any_pattern.search(fqdn) is None:
+        if self._any_pattern is None or self._any_pattern.search(fqdn) is None:
             return None  # most hosts match no pattern: one search instead of one per pattern
+        # The patterns that match, in one pass of the set (a catch-up resolves 115k hosts: one
+        # search per pattern and matching host was half of their resolution time); all of them
+        # when the set answers nothing although one matched (its DFA ran out of memory).
+        indices = self._pattern_set.Match(fqdn) if self._pattern_set is not None else None
+        candidates = [self._patterns[i] for i in sorted(indices)] if indices else self._patterns
         best: tuple[int, int, int] | None = None
         winner: Pattern | None = None
-        for pattern, regex in self._patterns:
+        for pattern, regex in candidates:
             match = regex.search(fqdn)
             if match is None:
                 continue
