@@ -1011,6 +1011,12 @@ UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num 
 
 /
 
+-- Running upgrade 0008 -> 0011
+
+UPDATE alembic_version SET version_num='0011' WHERE alembic_version.version_num = '0008'
+
+/
+
 COMMIT
 
 /

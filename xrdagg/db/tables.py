@@ -98,7 +98,8 @@ def _raw_table(name: str, short: str) -> Table:
         metadata,
         *(Column(c, kind(), nullable=c not in _RAW_NOT_NULL) for c, kind in _RAW_TYPES.items()),
         Index(f"ix_{short}_insert_date", "insert_date"),
-        Index(f"ix_{short}_end_date", "end_date"),
+        # (END_DATE, START_DATE) since revision 0011: a recompute chunk's 7-day reach.
+        Index(f"ix_{short}_end_start", "end_date", "start_date"),
         # Created by xrdagg only on raw tables it owns (revision 0008): `raw load` skips
         # records already loaded.
         Index(f"ix_{short}_unique_id", "unique_id"),

@@ -96,12 +96,17 @@ def chunk_statements(source: Source) -> ChunkStatements:
     lo_s = bindparam("chunk_lo_s", type_=Integer())
     hi_s = bindparam("chunk_hi_s", type_=Integer())
     # Spread rows overlap the chunk: they end at or after c0, and start before c1. A row starts
-    # at most 7 days before its end, so END_DATE bounds the read on its index.
+    # at most 7 days before its end, so END_DATE bounds the read on its index. Written as two
+    # ranges, the rows ending in the chunk and those ending later that start before c1: each
+    # is an index range (the later one on (END_DATE, START_DATE), revision 0011), where one
+    # range with an OR inside made PostgreSQL test the OR on every row of the 7 days (a day's
+    # chunk read, 1M rows: 283 ms -> 139 ms).
     spread_condition = and_(
         known,
-        raw.c.end_date >= C0,
-        raw.c.end_date < C1_REACH,
-        or_(raw.c.end_date < C1, raw.c.start_date < C1),
+        or_(
+            and_(raw.c.end_date >= C0, raw.c.end_date < C1),
+            and_(raw.c.end_date >= C1, raw.c.end_date < C1_REACH, raw.c.start_date < C1),
+        ),
     )
     arriving = and_(known, raw.c.insert_date >= C0, raw.c.insert_date < C1)
     # One staging of every row the chunk needs; each table then takes its own part of them.
