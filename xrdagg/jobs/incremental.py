@@ -27,7 +27,6 @@ from xrdagg.db.dialect import MergeInto, tune_for_aggregation
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
-from xrdagg.jobs.normalize import is_clock_error
 from xrdagg.jobs.numbers import count_odd
 from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
 from xrdagg.rules import at_epoch_seconds
@@ -42,7 +41,7 @@ class _Statements:
     # (a table's contribution, the staged column whose minimum is the first bin it writes)
     merges: tuple[tuple[MergeInto, str], ...]
     day_spans: Select[Any]
-    count_clock_errors: Executable
+    count_arrived: Executable
     count_null_insert: Executable
 
 
@@ -60,9 +59,10 @@ def _statements(source: Source) -> _Statements:
     return _Statements(
         merges=tuple(merges),
         day_spans=contributions.day_spans(stage),
-        count_clock_errors=select(func.count())
-        .select_from(raw)
-        .where(window_condition(source), is_clock_error(source)),
+        # Every row of the window (its INSERT_DATE index answers, without reading the rows): the
+        # ones the staging does not hold are the clock errors, END_DATE being NOT NULL (SPEC §1).
+        # A scan testing each row's dates was 0.44 s of a 1M-row catch-up on SQLite.
+        count_arrived=select(func.count()).select_from(raw).where(window_condition(source)),
         # A row without INSERT_DATE belongs to no window: it is counted in the window its end
         # date falls in, so that it shows up once in the run log.
         count_null_insert=select(func.count())
@@ -99,10 +99,11 @@ def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetim
     counts = RunCounts()
     tune_for_aggregation(conn)
     statements = _statements(source)
-    counts.rows_bad_clock = conn.execute(statements.count_clock_errors, params).scalar_one()
+    arrived = conn.execute(statements.count_arrived, params).scalar_one()
     counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
     staged = stage_resolved(conn, source, window_condition(source), params, new_data=True)
     counts.rows_read, counts.new_pairs = staged.rows, staged.new_pairs
+    counts.rows_bad_clock = arrived - staged.rows  # valid = in the window and no clock error
     if staged.odd_rows:
         counts.odd_numbers = count_odd(conn, source, window_condition(source), params)
     if staged.rows == 0:
