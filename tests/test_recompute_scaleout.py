@@ -9,12 +9,13 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from tests.helpers import Harness, check_invariant, generated_rows
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import t_job_pause, t_recompute, t_recompute_chunk
-from xrdagg.jobs.recompute import Recompute
+from xrdagg.jobs.recompute import Recompute, claim_next_chunk
 
 T0 = datetime(2024, 3, 1)
 
@@ -70,3 +71,29 @@ def test_two_processes_share_one_recompute_and_rebuild_each_chunk_once(db: Harne
         assert conn.execute(select(t_job_pause)).all() == []  # every process's pause lifted
     db.run("daily")
     check_invariant(db, [("fed", r) for r in fed] + [("eos", r) for r in eos])
+
+
+def test_a_chunk_in_flight_leaves_the_others_to_take(db: Harness) -> None:
+    # While one transaction holds a chunk, another claims the next one, not nothing: on MariaDB a
+    # claim ordered against the ledger's key locked every pending chunk, and the other workers
+    # stopped as if the recompute were done.
+    if db.dialect == "sqlite":
+        pytest.skip("SQLite has one writer: its claimers take turns (the test above)")
+    db.insert_raw("fed", generated_rows(600, start=T0, days=3, seed=23))
+    db.run("fed10", T0 + timedelta(days=10))
+    recompute = Recompute(db.engine, [db.jobs["fed10"]])
+    recompute_id, chunks = recompute.start(T0, T0 + timedelta(days=2), 1_000_000)
+    try:
+        assert len(chunks) == 3
+        with (
+            db.engine.connect() as first,
+            db.engine.connect() as second,
+            first.begin(),
+            second.begin(),
+        ):
+            held = claim_next_chunk(first, recompute_id)
+            taken = claim_next_chunk(second, recompute_id)
+            assert held is not None and taken is not None
+            assert taken.chunk_start != held.chunk_start
+    finally:
+        recompute.release()

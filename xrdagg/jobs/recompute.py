@@ -23,8 +23,9 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import claim_first, db_now
+from xrdagg.db.dialect import CHUNK_ISOLATION, claim_first, db_now
 from xrdagg.db.tables import (
     t_recompute,
     t_recompute_chunk,
@@ -64,14 +65,20 @@ def _pause_label(recompute_id: int) -> str:
 
 def claim_next_chunk(conn: Connection, recompute_id: int) -> Any:
     """Lock and return the next PENDING chunk of the recompute that no other transaction holds
-    (None when there is none), for the rest of the caller's transaction."""
+    (None when there is none), for the rest of the caller's transaction.
+
+    In the ledger's primary-key order (job, then chunk start): InnoDB locks every row it reads,
+    and ordered otherwise it read and sorted them all, so the first claimer locked every pending
+    chunk and the other workers, finding none, stopped (MariaDB, `--workers 4`: 1.00x; now the
+    workers run at once, though each chunk's DELETE then waits for its neighbour's inserts).
+    """
     pending = (
         select(t_recompute_chunk)
         .where(
             t_recompute_chunk.c.recompute_id == recompute_id,
             t_recompute_chunk.c.state == "PENDING",
         )
-        .order_by(t_recompute_chunk.c.chunk_start, t_recompute_chunk.c.job_name)
+        .order_by(t_recompute_chunk.c.job_name, t_recompute_chunk.c.chunk_start)
     )
     return claim_first(conn, pending, t_recompute_chunk.c.recompute_id == recompute_id)
 
@@ -219,7 +226,7 @@ class Recompute:
         def work() -> None:
             while True:
                 started = time.monotonic()
-                with self.engine.begin() as conn:
+                with self._chunk_transaction() as conn:
                     claimed = claim_next_chunk(conn, recompute_id)
                     if claimed is None:
                         return
@@ -263,6 +270,16 @@ class Recompute:
         if self.pending(recompute_id) == 0:
             self.finish(recompute_id)
         return results
+
+    @contextmanager
+    def _chunk_transaction(self) -> Iterator[Connection]:
+        """A connection in the transaction that rebuilds one chunk (CHUNK_ISOLATION)."""
+        with self.engine.connect() as conn:
+            isolation = CHUNK_ISOLATION.get(conn.dialect.name)
+            if isolation:
+                conn = conn.execution_options(isolation_level=isolation)
+            with conn.begin():
+                yield conn
 
     def pending(self, recompute_id: int) -> int:
         """Chunks of the recompute not done yet (PENDING, or being rebuilt elsewhere)."""

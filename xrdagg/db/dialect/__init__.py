@@ -26,6 +26,7 @@ from xrdagg.db.dialect.expressions import (
     whole_quotient,
 )
 from xrdagg.db.dialect.locking import (
+    CHUNK_ISOLATION,
     JOB_ISOLATION,
     SQLITE_BUSY_TIMEOUT_MS,
     SQLITE_NOWAIT_MS,
@@ -53,6 +54,7 @@ from xrdagg.db.dialect.statements import (
 from xrdagg.db.dialect.subqueries import computed_once
 
 __all__ = [
+    "CHUNK_ISOLATION",
     "JOB_ISOLATION",
     "MAX_RAW_MEASURE",
     "POSTGRES_AGGREGATION_WORK_MEM",

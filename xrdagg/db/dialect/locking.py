@@ -37,6 +37,13 @@ JOB_ISOLATION = {
     "mysql": "READ COMMITTED",
 }
 
+# Recompute chunks, where the default is not what they need: on MySQL/MariaDB READ COMMITTED,
+# for the reason jobs use it (a chunk's CREATE TABLE … SELECT of raw rows would otherwise lock
+# them and the gaps between, and collectors' inserts would wait for the chunk). Elsewhere the
+# default (READ COMMITTED; SQLite serializable): chunks rebuild disjoint bins, and a snapshot per
+# chunk would only add serialization failures on the rows chunks share (the dirty days).
+CHUNK_ISOLATION = {"mysql": "READ COMMITTED"}
+
 
 # Markers of a database that cannot be reached, for errors that carry no code (a refused
 # connection, a server shutting down): PostgreSQL, python-oracledb and SQLite wordings.
