@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from xrdagg.config import Settings
 from xrdagg.db import migrate
-from xrdagg.db.dialect import JOB_ISOLATION
+from xrdagg.db.dialect import JOB_ISOLATION, isolated_transaction
 from xrdagg.db.tables import STATS_TABLES, t_dirty_day, t_host_site
 from xrdagg.errors import ConfigError
 from xrdagg.extras import require
@@ -98,12 +98,9 @@ def audit_statistics(
         raise ConfigError(f"no enabled 10-minute job aggregates source {', '.join(missing)}")
 
     def compare() -> AuditResult:
-        with engine.connect() as conn:
-            isolation = JOB_ISOLATION.get(conn.dialect.name)
-            if isolation:  # watermark and statistics from one snapshot
-                conn = conn.execution_options(isolation_level=isolation)
-            with conn.begin():
-                return audit(conn, jobs, day_from, day_to, duplicates=duplicates)
+        # Watermark and statistics from one snapshot.
+        with isolated_transaction(engine, JOB_ISOLATION) as conn:
+            return audit(conn, jobs, day_from, day_to, duplicates=duplicates)
 
     outcome = AuditOutcome(compare())
     if repair and outcome.found.differences:

@@ -23,9 +23,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import CHUNK_ISOLATION, claim_first, db_now
+from xrdagg.db.dialect import CHUNK_ISOLATION, claim_first, db_now, isolated_transaction
 from xrdagg.db.tables import (
     t_recompute,
     t_recompute_chunk,
@@ -226,7 +225,7 @@ class Recompute:
         def work() -> None:
             while True:
                 started = time.monotonic()
-                with self._chunk_transaction() as conn:
+                with isolated_transaction(self.engine, CHUNK_ISOLATION) as conn:
                     claimed = claim_next_chunk(conn, recompute_id)
                     if claimed is None:
                         return
@@ -270,16 +269,6 @@ class Recompute:
         if self.pending(recompute_id) == 0:
             self.finish(recompute_id)
         return results
-
-    @contextmanager
-    def _chunk_transaction(self) -> Iterator[Connection]:
-        """A connection in the transaction that rebuilds one chunk (CHUNK_ISOLATION)."""
-        with self.engine.connect() as conn:
-            isolation = CHUNK_ISOLATION.get(conn.dialect.name)
-            if isolation:
-                conn = conn.execution_options(isolation_level=isolation)
-            with conn.begin():
-                yield conn
 
     def pending(self, recompute_id: int) -> int:
         """Chunks of the recompute not done yet (PENDING, or being rebuilt elsewhere)."""

@@ -39,6 +39,7 @@ from xrdagg.db.dialect import (
     is_lock_busy,
     is_serialization_failure,
     is_unreachable,
+    isolated_transaction,
     lock_timeout,
 )
 from xrdagg.db.tables import t_job_run
@@ -209,35 +210,31 @@ class JobRunner:
         self, job: JobSpec, until: datetime | None, wait: bool, report: RunReport
     ) -> None:
         kind = KINDS[job.kind]
-        with self.engine.connect() as conn:
-            isolation = JOB_ISOLATION.get(conn.dialect.name)
-            if isolation:
-                conn = conn.execution_options(isolation_level=isolation)
-            with conn.begin():
-                state = agent.lock_agent(conn, job.name, wait=wait)
-                now = conn.execute(select(db_now())).scalar_one()
-                held = pause.live_pauses(conn, [job.name], now)
-                if held:
-                    raise JobPausedError(
-                        f"job {job.name} is paused by "
-                        + "; and by ".join(p.describe(now) for p in held)
-                    )
-                if state.watermark is None and job.source is not None:
-                    _refuse_a_renamed_job(conn, job)
-                lag = job.safety_lag_seconds
-                context = RunContext(
-                    job=job,
-                    watermark=state.watermark,
-                    now=now,
-                    until=until,
-                    safety_lag_seconds=self.settings.safety_lag_seconds if lag is None else lag,
-                    upstream=self.upstream,
-                    upstream_jobs=self.upstream_jobs,
+        with isolated_transaction(self.engine, JOB_ISOLATION) as conn:
+            state = agent.lock_agent(conn, job.name, wait=wait)
+            now = conn.execute(select(db_now())).scalar_one()
+            held = pause.live_pauses(conn, [job.name], now)
+            if held:
+                raise JobPausedError(
+                    f"job {job.name} is paused by "
+                    + "; and by ".join(p.describe(now) for p in held)
                 )
-                counts = kind(conn, context)
-                report.record(counts)
-                if counts.watermark is not None:
-                    agent.advance_watermark(conn, job.name, counts.watermark, report.run_id)
+            if state.watermark is None and job.source is not None:
+                _refuse_a_renamed_job(conn, job)
+            lag = job.safety_lag_seconds
+            context = RunContext(
+                job=job,
+                watermark=state.watermark,
+                now=now,
+                until=until,
+                safety_lag_seconds=self.settings.safety_lag_seconds if lag is None else lag,
+                upstream=self.upstream,
+                upstream_jobs=self.upstream_jobs,
+            )
+            counts = kind(conn, context)
+            report.record(counts)
+            if counts.watermark is not None:
+                agent.advance_watermark(conn, job.name, counts.watermark, report.run_id)
 
     def _log_start(self, job: JobSpec, wait: bool) -> int:
         with self.engine.connect() as conn, lock_timeout(conn, wait=wait), conn.begin():

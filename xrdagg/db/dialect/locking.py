@@ -4,13 +4,14 @@ and "unreachable", how a row is locked or claimed, and which MySQL/MariaDB serve
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Engine,
     Select,
     Table,
     exc,
@@ -43,6 +44,18 @@ JOB_ISOLATION = {
 # default (READ COMMITTED; SQLite serializable): chunks rebuild disjoint bins, and a snapshot per
 # chunk would only add serialization failures on the rows chunks share (the dirty days).
 CHUNK_ISOLATION = {"mysql": "READ COMMITTED"}
+
+
+@contextmanager
+def isolated_transaction(engine: Engine, isolation: Mapping[str, str]) -> Iterator[Connection]:
+    """A connection in a transaction at the level `isolation` names for its database
+    (JOB_ISOLATION, CHUNK_ISOLATION); the driver's default where it names none."""
+    with engine.connect() as conn:
+        level = isolation.get(conn.dialect.name)
+        if level:
+            conn = conn.execution_options(isolation_level=level)
+        with conn.begin():
+            yield conn
 
 
 # Markers of a database that cannot be reached, for errors that carry no code (a refused
