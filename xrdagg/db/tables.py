@@ -355,6 +355,13 @@ t_host_site = Table(
     Column("resolved_at", UtcDate(), nullable=False),
     PrimaryKeyConstraint("host_key", "domain_key"),
     Index("ix_host_site_site", "site"),
+    # SQLite only: every staged raw row probes the cache twice for (domain_name, site); holding
+    # them in the index answers each probe from it alone, where SQLite's primary key (an index
+    # beside a rowid table) went on to the table row. PostgreSQL hash-joins the cache and MariaDB
+    # clusters it on its key: there it only made each new pair dearer to write (revision 0012).
+    Index("ix_host_site_resolution", "host_key", "domain_key", "domain_name", "site").ddl_if(
+        dialect="sqlite"
+    ),
 )
 
 # Work table of `xrdagg topology apply` (filled and emptied in its transaction): the (domain,

@@ -287,15 +287,22 @@ def analyze_table(conn: Connection, table: Table, rows: int) -> None:
 
     PostgreSQL: ANALYZE (autovacuum never sees temporary tables) on a small sample: the plans
     only need row counts and rough distinct counts, and the default sample (30,000 rows) cost
-    as much as a statistics statement. Oracle samples a global temporary table dynamically at
-    parse time; SQLite's planner needs none for these scans. MySQL/MariaDB: none, because
+    as much as a statistics statement. SQLite: ANALYZE too, which for the resolution cache is
+    what makes its planner probe the cache's covering index (revision 0012) rather than the
+    primary key's, which has to go on to the table row (without statistics it takes the unique
+    index: 1M rows staged, 8.7 s -> 6.6 s); 0.06 s for 112k cached pairs. Oracle samples a
+    global temporary table dynamically at parse time. MySQL/MariaDB: none, because
     ANALYZE TABLE commits the transaction there; InnoDB estimates a temporary table's statistics
     itself when the table is opened and again after it changed.
     Below ANALYZE_MIN_ROWS (an incremental batch) none either: the plans are index probes and
     small hashes whatever the estimates, and the two ANALYZE cost 26 ms of a 0.45 s batch.
     """
-    if conn.dialect.name == "postgresql" and rows >= ANALYZE_MIN_ROWS:
+    if rows < ANALYZE_MIN_ROWS:
+        return
+    if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {ANALYZE_TARGET}")
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
+    elif conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"ANALYZE {table.name}")
 
 
