@@ -191,3 +191,39 @@ def test_progress_bar_in_a_terminal_and_plain_lines_in_a_pipe(db: Harness) -> No
     assert process.wait(timeout=120) == 0
     text = output.decode(errors="replace")
     assert "━" in text and "2/2" in text and "chunk 1/2" not in text
+
+
+class _DeadlockError(Exception):
+    """A driver error as PostgreSQL reports a deadlock (MariaDB's 1213 reads the same to xrdagg)."""
+
+    sqlstate = "40P01"
+
+
+def test_a_chunk_that_loses_a_deadlock_is_rebuilt_again(db: Harness, monkeypatch) -> None:
+    # Chunks of several workers (or hosts) can deadlock with each other or with a run of the other
+    # source; the loser rolled back and its chunk is PENDING again: the recompute goes on.
+    from sqlalchemy import exc
+
+    from xrdagg.jobs import recompute as recompute_module
+    from xrdagg.jobs.recompute import Recompute
+
+    fed = _rows(db, "fed", 1500, 7)
+    db.run("fed10", T0 + timedelta(days=10))
+    _tamper(db)
+    rebuild, calls = recompute_module.rebuild_chunk, []
+
+    def deadlocking_once(conn, chunk, watermark):  # type: ignore[no-untyped-def]
+        calls.append(chunk.start)
+        rows = rebuild(conn, chunk, watermark)  # its writes are rolled back with it
+        if len(calls) == 2:
+            raise exc.OperationalError("DELETE …", {}, _DeadlockError("deadlock detected"))
+        return rows
+
+    monkeypatch.setattr(recompute_module, "rebuild_chunk", deadlocking_once)
+    job = Recompute(db.engine, [db.jobs["fed10"]])
+    recompute_id, chunks = job.start(T0 - timedelta(days=1), T0 + timedelta(days=4), 1_000_000)
+    done = job.run(recompute_id, chunks)
+    assert len(calls) == len(chunks) + 1 and calls[1] == calls[2]  # the same chunk, taken again
+    assert sorted(r.chunk.start for r in done) == sorted(c.start for c in chunks)
+    db.run("daily")
+    check_invariant(db, [("fed", r) for r in fed])

@@ -23,13 +23,12 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
-    delete,
     func,
     or_,
     select,
 )
 
-from xrdagg.db.dialect import tune_for_aggregation
+from xrdagg.db.dialect import OwnRowsDelete, tune_for_aggregation
 from xrdagg.db.tables import (
     t_msg_rate,
     t_stats_access_pattern,
@@ -81,7 +80,7 @@ class ChunkResult:
 class ChunkStatements:
     """The statements of a chunk of one source, built once, bound to the chunk's values."""
 
-    deletes: tuple[Executable, ...]
+    deletes: tuple[OwnRowsDelete, ...]
     # Plain INSERTs: the chunk's bins were just emptied, so no key can collide.
     inserts: tuple[Executable, ...]
     stage_condition: ColumnElement[bool]
@@ -122,12 +121,12 @@ def chunk_statements(source: Source) -> ChunkStatements:
         t_stats_access_pattern: contributions.access_pattern(ending),
         t_msg_rate: contributions.msg_rate(arrived, source),
     }
-    deletes: list[Executable] = []
+    deletes: list[OwnRowsDelete] = []
     for table in source.feeds:
         in_chunk = and_(table.c.bin_start >= C0, table.c.bin_start < C1)
         if "source" in table.c:
             in_chunk = and_(table.c.source == source.label, in_chunk)
-        deletes.append(delete(table).where(in_chunk))
+        deletes.append(OwnRowsDelete(table, in_chunk))
     return ChunkStatements(
         deletes=tuple(deletes),
         inserts=tuple(contributions_of[t].as_insert() for t in source.feeds),
@@ -149,8 +148,8 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
         "watermark": watermark,
     }
     tune_for_aggregation(conn)
-    for statement in statements.deletes:
-        conn.execute(statement, params)
+    for owned in statements.deletes:
+        owned.execute(conn, params)
     stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
     for statement in statements.inserts:
         conn.execute(statement, params)

@@ -32,13 +32,20 @@ from sqlalchemy import (
     Connection,
     Engine,
     delete,
+    exc,
     func,
     insert,
     select,
     update,
 )
 
-from xrdagg.db.dialect import CHUNK_ISOLATION, claim_first, db_now, isolated_transaction
+from xrdagg.db.dialect import (
+    CHUNK_ISOLATION,
+    claim_first,
+    db_now,
+    is_serialization_failure,
+    isolated_transaction,
+)
 from xrdagg.db.tables import (
     t_recompute,
     t_recompute_chunk,
@@ -56,6 +63,12 @@ from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease, RebuildBusyErro
 from xrdagg.jobs.specs import JobSpec
 
 log = logging.getLogger(__name__)
+
+
+# A worker takes a chunk again after a deadlock or a serialization failure (its transaction rolled
+# back: nothing of it stays) up to this many times in a row, pausing a little longer each time.
+MAX_CHUNK_CONFLICTS = 5
+CHUNK_CONFLICT_PAUSE_S = 0.5
 
 
 def _pause_label(recompute_id: int) -> str:
@@ -223,40 +236,29 @@ class Recompute:
         lock = threading.Lock()
 
         def work() -> None:
+            conflicts = 0
             while True:
-                started = time.monotonic()
-                with isolated_transaction(self.engine, CHUNK_ISOLATION) as conn:
-                    claimed = claim_next_chunk(conn, recompute_id)
-                    if claimed is None:
-                        return
-                    if self.lease is not None:
-                        self.lease.verify(conn)  # the jobs are still paused, by this process
-                    chunk = Chunk(
-                        claimed.job_name,
-                        sources[claimed.job_name],
-                        claimed.chunk_start,
-                        claimed.chunk_end,
-                        claimed.rows_read or 0,
+                try:
+                    done = self._rebuild_next(recompute_id, sources, watermarks)
+                except exc.DBAPIError as error:
+                    # A deadlock or a lost snapshot is no fault of the chunk, and rolling back
+                    # gave it back to the ledger: take it (or another) again, a few times.
+                    if not is_serialization_failure(error) or conflicts >= MAX_CHUNK_CONFLICTS:
+                        raise
+                    conflicts += 1
+                    log.warning(
+                        "recompute %s: a chunk lost a conflict with a concurrent transaction "
+                        "(%s); rolled back, taking it again",
+                        recompute_id,
+                        str(error.orig).splitlines()[0],
                     )
-                    # A job that never ran counts no row: its chunk is only cleared.
-                    rows = rebuild_chunk(conn, chunk, watermarks.get(chunk.job) or BEGINNING)
-                    duration = time.monotonic() - started
-                    conn.execute(
-                        update(t_recompute_chunk)
-                        .where(
-                            t_recompute_chunk.c.recompute_id == recompute_id,
-                            t_recompute_chunk.c.job_name == chunk.job,
-                            t_recompute_chunk.c.chunk_start == chunk.start,
-                        )
-                        .values(
-                            state="DONE",
-                            rows_read=rows,
-                            duration_s=round(duration, 3),
-                            finished_at=db_now(),
-                        )
-                    )
+                    time.sleep(CHUNK_CONFLICT_PAUSE_S * conflicts)
+                    continue
+                if done is None:
+                    return
+                conflicts = 0
                 with lock:
-                    results.append(ChunkResult(chunk, rows, duration))
+                    results.append(done)
                     if progress:
                         progress(results[-1], len(results), len(chunks))
 
@@ -269,6 +271,47 @@ class Recompute:
         if self.pending(recompute_id) == 0:
             self.finish(recompute_id)
         return results
+
+    def _rebuild_next(
+        self,
+        recompute_id: int,
+        sources: dict[str, str],
+        watermarks: dict[str, datetime | None],
+    ) -> ChunkResult | None:
+        """Claim the next chunk, rebuild it and mark it done, in one transaction; None when no
+        chunk is left to take."""
+        started = time.monotonic()
+        with isolated_transaction(self.engine, CHUNK_ISOLATION) as conn:
+            claimed = claim_next_chunk(conn, recompute_id)
+            if claimed is None:
+                return None
+            if self.lease is not None:
+                self.lease.verify(conn)  # the jobs are still paused, by this process
+            chunk = Chunk(
+                claimed.job_name,
+                sources[claimed.job_name],
+                claimed.chunk_start,
+                claimed.chunk_end,
+                claimed.rows_read or 0,
+            )
+            # A job that never ran counts no row: its chunk is only cleared.
+            rows = rebuild_chunk(conn, chunk, watermarks.get(chunk.job) or BEGINNING)
+            duration = time.monotonic() - started
+            conn.execute(
+                update(t_recompute_chunk)
+                .where(
+                    t_recompute_chunk.c.recompute_id == recompute_id,
+                    t_recompute_chunk.c.job_name == chunk.job,
+                    t_recompute_chunk.c.chunk_start == chunk.start,
+                )
+                .values(
+                    state="DONE",
+                    rows_read=rows,
+                    duration_s=round(duration, 3),
+                    finished_at=db_now(),
+                )
+            )
+        return ChunkResult(chunk, rows, duration)
 
     def pending(self, recompute_id: int) -> int:
         """Chunks of the recompute not done yet (PENDING, or being rebuilt elsewhere)."""
