@@ -46,7 +46,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from xrdagg.db.dialect import day_start, db_now, tune_for_aggregation
+from xrdagg.db.dialect import day_start, db_now, sqlite_shortcut, tune_for_aggregation
 from xrdagg.db.tables import (
     t_domain_site,
     t_host_site,
@@ -149,18 +149,31 @@ def _raw_prefilter(raw: Any) -> ColumnElement[bool]:
     """Raw rows that can feed an affected key: a side's cached site, or the SERVER_SITE name (as
     aliased, or as written), is a delta site. A superset of the rows the exact key filters keep,
     decided before the rows are normalised. Uncorrelated IN (subquery) so that the database
-    hashes the few affected pairs once (a correlated EXISTS ran per row: 4x slower)."""
+    hashes the few affected pairs once (a correlated EXISTS ran per row: 4x slower).
+
+    Every raw row of the days is tested, so the cheap tests go first: on SQLite a side's domain
+    among the affected pairs' domains (one short key) rules out almost every row, and only the
+    rest probe the pairs, and a row without SERVER_SITE skips the name tests (1M rows and a
+    1.4 % domain: 1.36 s -> 0.98 s). Elsewhere both shortcuts are left out (`sqlite_shortcut`):
+    MariaDB ran the domain test per row, and PostgreSQL gained nothing."""
     delta_sites = select(t_topology_delta.c.site)
-    pairs = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(
-        t_host_site.c.site.in_(delta_sites)
-    )
+    affected = t_host_site.c.site.in_(delta_sites)
+    pairs = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(affected)
+    domains = select(t_host_site.c.domain_key).where(affected)
     names = select(t_site_alias.c.alias).where(t_site_alias.c.site.in_(delta_sites))
+
+    def side(host: Any, domain: Any) -> ColumnElement[bool]:
+        host_key, domain_key = raw_pair_key(host, domain)
+        return sqlite_shortcut(domain_key.in_(domains), tuple_(host_key, domain_key).in_(pairs))
+
     named = func.trim(raw.c.server_site)
     return or_(
-        tuple_(*raw_pair_key(raw.c.client_host, raw.c.client_domain)).in_(pairs),
-        tuple_(*raw_pair_key(raw.c.server_host, raw.c.server_domain)).in_(pairs),
-        named.in_(delta_sites),
-        func.upper(named).in_(names),
+        side(raw.c.client_host, raw.c.client_domain),
+        side(raw.c.server_host, raw.c.server_domain),
+        sqlite_shortcut(
+            raw.c.server_site.is_not(None),
+            or_(named.in_(delta_sites), func.upper(named).in_(names)),
+        ),
     )
 
 

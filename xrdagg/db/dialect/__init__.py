@@ -22,6 +22,7 @@ from xrdagg.db.dialect.expressions import (
     nonblank,
     odd_number,
     plus_seconds,
+    sqlite_shortcut,
     truncated,
     whole_quotient,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "odd_number",
     "plus_seconds",
     "require_supported_server",
+    "sqlite_shortcut",
     "truncated",
     "tune_for_aggregation",
     "whole_quotient",
