@@ -23,13 +23,21 @@ from xrdagg.jobs.recompute import Recompute, claim_next_chunk
 T0 = datetime(2024, 3, 1)
 
 
-def test_two_processes_share_one_recompute_and_rebuild_each_chunk_once(db: Harness) -> None:
-    fed = generated_rows(4000, start=T0, days=3, seed=21)
-    eos = generated_rows(1500, start=T0, days=3, seed=22, source="eos")
+def _both_sources_counted(
+    db: Harness, fed_rows: int, eos_rows: int, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """FED and EOS rows over three days, counted by the incremental jobs."""
+    fed = generated_rows(fed_rows, start=T0, days=3, seed=seed)
+    eos = generated_rows(eos_rows, start=T0, days=3, seed=seed + 1, source="eos")
     db.insert_raw("fed", fed)
     db.insert_raw("eos", eos)
     db.run("fed10", T0 + timedelta(days=10))
     db.run("eos10", T0 + timedelta(days=10))
+    return fed, eos
+
+
+def test_two_processes_share_one_recompute_and_rebuild_each_chunk_once(db: Harness) -> None:
+    fed, eos = _both_sources_counted(db, 4000, 1500, seed=21)
     # One host plans the recompute (small chunks: many to share); two processes then take
     # chunks from its ledger at the same time, as `recompute --resume` on two hosts would.
     recompute = Recompute(db.engine, [db.jobs["fed10"], db.jobs["eos10"]])
@@ -110,12 +118,7 @@ def test_a_chunk_in_flight_holds_up_no_other_chunk(db: Harness) -> None:
     # on MariaDB failed with a lock wait timeout.
     if db.dialect == "sqlite":
         pytest.skip("SQLite has one writer: its chunks never run at once")
-    fed = generated_rows(900, start=T0, days=3, seed=24)
-    eos = generated_rows(600, start=T0, days=3, seed=25, source="eos")
-    db.insert_raw("fed", fed)
-    db.insert_raw("eos", eos)
-    db.run("fed10", T0 + timedelta(days=10))
-    db.run("eos10", T0 + timedelta(days=10))
+    fed, eos = _both_sources_counted(db, 900, 600, seed=24)
     with db.engine.connect() as conn:
         watermarks = agent.watermarks(conn)
 
