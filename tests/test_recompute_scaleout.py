@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from tests.helpers import Harness, check_invariant, generated_rows
 from xrdagg.config import PROJECT_ROOT
-from xrdagg.db.dialect import CHUNK_ISOLATION, isolated_transaction
+from xrdagg.db.dialect import CHUNK_ISOLATION, isolated_transaction, lock_timeout
 from xrdagg.db.tables import t_job_pause, t_recompute, t_recompute_chunk
 from xrdagg.jobs import agent
 from xrdagg.jobs.chunks import Chunk, rebuild_chunk
@@ -128,15 +128,13 @@ def test_a_chunk_in_flight_holds_up_no_other_chunk(db: Harness) -> None:
 
     with isolated_transaction(db.engine, CHUNK_ISOLATION) as held:
         rebuild_chunk(held, chunk("fed10", 1), watermarks["fed10"])  # not committed yet
-        with isolated_transaction(db.engine, CHUNK_ISOLATION) as other:
-            # Give up on a lock after 1-2 s instead of the server's default (50 s, none).
-            if db.dialect == "mysql":
-                other.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
-            else:
+        with (
+            isolated_transaction(db.engine, CHUNK_ISOLATION) as other,
+            lock_timeout(other, wait=False),  # MySQL: give up on a lock after 1 s, not 50
+        ):
+            if db.dialect == "postgresql":  # which lock_timeout leaves waiting for ever
                 other.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
             for neighbour in (chunk("fed10", 0), chunk("eos10", 1), chunk("fed10", 2)):
                 rebuild_chunk(other, neighbour, watermarks[neighbour.job])
-            if db.dialect == "mysql":
-                other.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
     db.run("daily")
     check_invariant(db, [("fed", r) for r in fed] + [("eos", r) for r in eos])
