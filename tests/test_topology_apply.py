@@ -7,11 +7,13 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import TEST_TOPOLOGY, Harness, check_invariant, raw_row
 from tests.reference import RefTopology
 from xrdagg.db.tables import t_host_site
+from xrdagg.jobs import apply
 
 T0 = datetime(2024, 3, 1)
 SIDES = [("eos01", "cern.ch"), ("wn1", "bnl.gov"), ("wn2", "bnl.gov"), ("x.pp.rl.ac.uk", None),
@@ -51,9 +53,23 @@ def _new_topology(tmp_path: Path) -> Path:
     return new
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["values", "subqueries"])
 def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
-    db: Harness, tmp_path: Path, cli
+    db: Harness, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, listed: bool
 ) -> None:
+    # The raw-row filter names the affected domains, sites and aliases as lists of values, or,
+    # with more of them than PREFILTER_MAX_VALUES, reads them from subqueries: both exact.
+    if not listed:
+        monkeypatch.setattr(apply, "PREFILTER_MAX_VALUES", 0)
+    filters: list[bool] = []
+    read_affected = apply._affected
+
+    def spy(conn):  # type: ignore[no-untyped-def]
+        affected = read_affected(conn)
+        filters.append(affected.as_values)
+        return affected
+
+    monkeypatch.setattr(apply, "_affected", spy)
     rows = _rows(600)
     for source in ("fed", "eos"):
         db.insert_raw(source, [r for s, r in rows if s == source])
@@ -78,6 +94,7 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     assert "\n    cmsstor3: unknown -> FNAL" in result.output
     assert "special-host:" not in result.output  # an FQDN entry still wins over the domain
     check_invariant(db, rows, RefTopology.from_dir(new))
+    assert filters and set(filters) == {listed}
     # Only the statistics of the changed keys were rebuilt.
     rebuilt = int(result.output.split("statistics rows rebuilt: ")[1].split(" deleted")[0])
     assert (
