@@ -21,7 +21,7 @@ T_MSG_RATE is keyed by domain only: a topology change never touches it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -205,34 +205,30 @@ def _raw_prefilter(raw: Any, as_values: bool) -> ColumnElement[bool]:
     delta_sites = select(t_topology_delta.c.site)
     affected = t_host_site.c.site.in_(delta_sites)
     pairs = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(affected)
-    named = func.trim(raw.c.server_site)
-
+    domains: Any
+    sites: Any
+    names: Any
     if as_values:
-
-        def side(host: Any, domain: Any) -> ColumnElement[bool]:
-            host_key, domain_key = raw_pair_key(host, domain)
-            return and_(domain_key.in_(AFFECTED_DOMAINS), tuple_(host_key, domain_key).in_(pairs))
-
-        named_hit = and_(
-            raw.c.server_site.is_not(None),
-            or_(named.in_(DELTA_SITES), func.upper(named).in_(DELTA_NAMES)),
-        )
+        domains, sites, names = AFFECTED_DOMAINS, DELTA_SITES, DELTA_NAMES
+        cheap_first: Callable[[Any, Any], ColumnElement[bool]] = and_
     else:
         domains = select(t_host_site.c.domain_key).where(affected)
+        sites = delta_sites
         names = select(t_site_alias.c.alias).where(t_site_alias.c.site.in_(delta_sites))
+        cheap_first = sqlite_shortcut
 
-        def side(host: Any, domain: Any) -> ColumnElement[bool]:
-            host_key, domain_key = raw_pair_key(host, domain)
-            return sqlite_shortcut(domain_key.in_(domains), tuple_(host_key, domain_key).in_(pairs))
+    def side(host: Any, domain: Any) -> ColumnElement[bool]:
+        host_key, domain_key = raw_pair_key(host, domain)
+        return cheap_first(domain_key.in_(domains), tuple_(host_key, domain_key).in_(pairs))
 
-        named_hit = sqlite_shortcut(
-            raw.c.server_site.is_not(None),
-            or_(named.in_(delta_sites), func.upper(named).in_(names)),
-        )
+    named = func.trim(raw.c.server_site)
     return or_(
         side(raw.c.client_host, raw.c.client_domain),
         side(raw.c.server_host, raw.c.server_domain),
-        named_hit,
+        cheap_first(
+            raw.c.server_site.is_not(None),
+            or_(named.in_(sites), func.upper(named).in_(names)),
+        ),
     )
 
 
