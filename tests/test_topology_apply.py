@@ -64,8 +64,8 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     filters: list[bool] = []
     read_affected = apply._affected
 
-    def spy(conn):  # type: ignore[no-untyped-def]
-        affected = read_affected(conn)
+    def spy(conn, delta_sites):  # type: ignore[no-untyped-def]
+        affected = read_affected(conn, delta_sites)
         filters.append(affected.as_values)
         return affected
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Executable,
     FromClause,
     Integer,
+    Select,
     String,
     Subquery,
     and_,
@@ -177,15 +178,23 @@ class _Affected:
         }
 
 
-def _affected(conn: Connection) -> _Affected:
-    """The values the raw-row filter looks for, read once per apply (after the cache rewrite)."""
-    delta_sites = select(t_topology_delta.c.site)
-    domains = select(t_host_site.c.domain_key).where(t_host_site.c.site.in_(delta_sites)).distinct()
-    names = select(t_site_alias.c.alias).where(t_site_alias.c.site.in_(delta_sites))
+def _affected_domains() -> Select[Any]:
+    """The domains of the cached pairs whose site is a delta site."""
+    return select(t_host_site.c.domain_key).where(_site_hit(t_host_site.c.site))
+
+
+def _delta_names() -> Select[Any]:
+    """The SERVER_SITE aliases of the delta sites."""
+    return select(t_site_alias.c.alias).where(_site_hit(t_site_alias.c.site))
+
+
+def _affected(conn: Connection, delta_sites: set[str]) -> _Affected:
+    """The values the raw-row filter looks for, read once per apply (after the cache rewrite),
+    for the delta sites the apply has just written to T_TOPOLOGY_DELTA."""
     return _Affected(
-        domains=tuple(sorted(conn.execute(domains).scalars())),
-        sites=tuple(sorted(set(conn.execute(delta_sites.distinct()).scalars()))),
-        names=tuple(sorted(conn.execute(names).scalars())),
+        domains=tuple(sorted(conn.execute(_affected_domains().distinct()).scalars())),
+        sites=tuple(sorted(delta_sites)),
+        names=tuple(sorted(conn.execute(_delta_names()).scalars())),
     )
 
 
@@ -202,9 +211,9 @@ def _raw_prefilter(raw: Any, as_values: bool) -> ColumnElement[bool]:
     1.4 % domain: the apply's staging 16-17 s). Without, they are uncorrelated IN (subquery),
     which the database hashes once, and the shortcuts are taken on SQLite only
     (`sqlite_shortcut`: MariaDB ran a domain subquery per row, PostgreSQL gained nothing)."""
-    delta_sites = select(t_topology_delta.c.site)
-    affected = t_host_site.c.site.in_(delta_sites)
-    pairs = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(affected)
+    pairs = select(t_host_site.c.host_key, t_host_site.c.domain_key).where(
+        _site_hit(t_host_site.c.site)
+    )
     domains: Any
     sites: Any
     names: Any
@@ -212,9 +221,7 @@ def _raw_prefilter(raw: Any, as_values: bool) -> ColumnElement[bool]:
         domains, sites, names = AFFECTED_DOMAINS, DELTA_SITES, DELTA_NAMES
         cheap_first: Callable[[Any, Any], ColumnElement[bool]] = and_
     else:
-        domains = select(t_host_site.c.domain_key).where(affected)
-        sites = delta_sites
-        names = select(t_site_alias.c.alias).where(t_site_alias.c.site.in_(delta_sites))
+        domains, sites, names = _affected_domains(), select(t_topology_delta.c.site), _delta_names()
         cheap_first = sqlite_shortcut
 
     def side(host: Any, domain: Any) -> ColumnElement[bool]:
@@ -395,7 +402,7 @@ def _apply(
     report.days = sorted(days)
 
     watermarks = read_watermarks(conn)
-    affected = _affected(conn)
+    affected = _affected(conn, {site for _, site in delta})
     for job in jobs:
         watermark = watermarks.get(job.name)
         if watermark is None:
