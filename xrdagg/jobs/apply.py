@@ -137,14 +137,27 @@ def _site_hit(site: Any) -> ColumnElement[bool]:
     return site.in_(select(t_topology_delta.c.site))
 
 
-def _avg_hit(row: Any) -> ColumnElement[bool]:
-    """T_STATS_AVG keys: a (domain, site) of either side."""
-    return or_(_delta_hit(row.src_domain, row.src_site), _delta_hit(row.dst_domain, row.dst_site))
+def _avg_hit(row: Any, sites: Any = None) -> ColumnElement[bool]:
+    """T_STATS_AVG keys: a (domain, site) of either side. With `sites` (the delta sites, as
+    values or a subquery) each side first tests its site alone: every affected key's site is a
+    delta site, so the test keeps the same rows, and it lets the database find them through the
+    site indexes (ix_stats_avg_src, ix_stats_avg_dst) instead of reading the whole table."""
+    if sites is None:
+        return or_(
+            _delta_hit(row.src_domain, row.src_site), _delta_hit(row.dst_domain, row.dst_site)
+        )
+    return or_(
+        and_(row.src_site.in_(sites), _delta_hit(row.src_domain, row.src_site)),
+        and_(row.dst_site.in_(sites), _delta_hit(row.dst_domain, row.dst_site)),
+    )
 
 
-def _sites_hit(row: Any) -> ColumnElement[bool]:
-    """Keys without a domain (user activity, access pattern): a site of either side."""
-    return or_(_site_hit(row.src_site), _site_hit(row.dst_site))
+def _sites_hit(row: Any, sites: Any = None) -> ColumnElement[bool]:
+    """Keys without a domain (user activity, access pattern): a site of either side (a delta
+    site: `sites`, else read from T_TOPOLOGY_DELTA)."""
+    if sites is None:
+        return or_(_site_hit(row.src_site), _site_hit(row.dst_site))
+    return or_(row.src_site.in_(sites), row.dst_site.in_(sites))
 
 
 _TABLES = (
@@ -152,6 +165,21 @@ _TABLES = (
     (t_user_activity, _sites_hit),
     (t_stats_access_pattern, _sites_hit),
 )
+
+
+@cache
+def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable], ...]:
+    """Per statistics table: the days holding rows of the affected keys, and their DELETE. With
+    `as_values` the delta sites are the list of values DELTA_SITES (`_Affected`), which the
+    database can look up in a site index before it reads a row: on 1M raw rows, PostgreSQL found
+    the days of T_STATS_AVG in 2 ms instead of a 137 ms scan of its 181k rows."""
+    sites = DELTA_SITES if as_values else select(t_topology_delta.c.site)
+    statements = []
+    for table, hit in _TABLES:
+        condition = hit(table.c, sites)
+        days = select(day_start(table.c.bin_start)).where(condition).distinct()
+        statements.append((days, delete(table).where(condition)))
+    return tuple(statements)
 
 
 @dataclass(frozen=True)
@@ -390,19 +418,15 @@ def _apply(
     conn.execute(
         insert(t_topology_delta), [{"domain_name": d, "site": s} for d, s in sorted(delta)]
     )
+    affected = _affected(conn, {site for _, site in delta})
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
-    for table, hit in _TABLES:
-        days |= set(
-            conn.execute(select(day_start(table.c.bin_start)).where(hit(table.c)).distinct())
-            .scalars()
-            .all()
-        )
-        report.stats_rows_deleted += conn.execute(delete(table).where(hit(table.c))).rowcount
+    for find_days, clear in _clearing_statements(affected.as_values):
+        days |= set(conn.execute(find_days, affected.params()).scalars().all())
+        report.stats_rows_deleted += conn.execute(clear, affected.params()).rowcount
     report.days = sorted(days)
 
     watermarks = read_watermarks(conn)
-    affected = _affected(conn, {site for _, site in delta})
     for job in jobs:
         watermark = watermarks.get(job.name)
         if watermark is None:
