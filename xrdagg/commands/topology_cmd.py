@@ -78,7 +78,9 @@ def load(ctx: Context, directory: Path | None) -> None:
             if changes:
                 raise TopologyError(_refusal(directory, changes))
         summary = load_topology(conn, data, directory)
-        updated = update_changed_resolutions(conn, data.resolver()) if summary.cached_pairs else 0
+        updated = (
+            update_changed_resolutions(conn, data.resolver()) if summary.has_cached_pairs else 0
+        )
     console.print(
         f"topology {summary.load_id} loaded from {directory}: {summary.patterns} patterns, "
         f"{summary.domains} domains, {summary.countries} countries, "

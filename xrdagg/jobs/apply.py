@@ -206,9 +206,13 @@ class _Affected:
         }
 
 
-def _affected_domains() -> Select[Any]:
-    """The domains of the cached pairs whose site is a delta site."""
-    return select(t_host_site.c.domain_key).where(_site_hit(t_host_site.c.site))
+def _affected_domains(sites: Any = None) -> Select[Any]:
+    """The domains of the cached pairs whose site is a delta site (one of `sites`, which the
+    cache's site index looks up; else read from T_TOPOLOGY_DELTA)."""
+    site = t_host_site.c.site
+    return select(t_host_site.c.domain_key).where(
+        _site_hit(site) if sites is None else site.in_(sites)
+    )
 
 
 def _delta_names() -> Select[Any]:
@@ -219,9 +223,15 @@ def _delta_names() -> Select[Any]:
 def _affected(conn: Connection, delta_sites: set[str]) -> _Affected:
     """The values the raw-row filter looks for, read once per apply (after the cache rewrite),
     for the delta sites the apply has just written to T_TOPOLOGY_DELTA."""
+    sites = tuple(sorted(delta_sites))
+    by_value = len(sites) <= PREFILTER_MAX_VALUES
+    domains = conn.execute(
+        _affected_domains(DELTA_SITES if by_value else None).distinct(),
+        {"delta_sites": list(sites)} if by_value else {},
+    ).scalars()
     return _Affected(
-        domains=tuple(sorted(conn.execute(_affected_domains().distinct()).scalars())),
-        sites=tuple(sorted(delta_sites)),
+        domains=tuple(sorted(domains)),
+        sites=sites,
         names=tuple(sorted(conn.execute(_delta_names()).scalars())),
     )
 

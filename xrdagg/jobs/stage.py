@@ -51,12 +51,16 @@ from xrdagg.db.dialect import (
     floor_to,
     greatest_of,
 )
-from xrdagg.db.tables import t_host_site
 from xrdagg.db.types import Number, RawNumber, Text
 from xrdagg.jobs.normalize import clipped_start, normalized_rows
 from xrdagg.rules import BIN_SECONDS, DOMAIN_LEN, SITE_LEN, USER_LEN, VO_LEN
 from xrdagg.sources import Source
-from xrdagg.topology.store import fill_resolution_cache, read_resolver, require_topology
+from xrdagg.topology.store import (
+    fill_resolution_cache,
+    has_cached_pairs,
+    read_resolver,
+    require_topology,
+)
 
 # Kept out of the schema's metadata: Alembic must not see a per-session table as drift.
 stage_metadata = MetaData()
@@ -229,7 +233,7 @@ def stage_resolved(
     require_topology(conn)  # even when every pair is cached: a run needs its topology
     new_pairs = 0
     bound = condition.params(params)
-    if new_data or not _has_any_pair(conn):
+    if new_data or not has_cached_pairs(conn):
         new_pairs = fill_resolution_cache(conn, read_resolver(conn), {source.name: bound})
     summary = _fill(conn, source, condition, params)
     if summary.unresolved:
@@ -273,10 +277,6 @@ def _summary() -> Select[Any]:
 
 
 _SUMMARY = _summary()
-
-
-def _has_any_pair(conn: Connection) -> bool:
-    return conn.execute(select(t_host_site.c.host_key).limit(1)).first() is not None
 
 
 def release_stage(conn: Connection) -> None:
