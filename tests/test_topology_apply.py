@@ -53,23 +53,38 @@ def _new_topology(tmp_path: Path) -> Path:
     return new
 
 
+@pytest.mark.parametrize("whole_table", [True, False], ids=["scan", "index"])
 @pytest.mark.parametrize("listed", [True, False], ids=["values", "subqueries"])
 def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
-    db: Harness, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, listed: bool
+    db: Harness,
+    tmp_path: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
+    listed: bool,
+    whole_table: bool,
 ) -> None:
     # The raw-row filter names the affected domains, sites and aliases as lists of values, or,
-    # with more of them than PREFILTER_MAX_VALUES, reads them from subqueries: both exact.
+    # with more of them than PREFILTER_MAX_VALUES, reads them from subqueries: both exact. A
+    # run of days holding most of the raw rows reads the table in its own order, and a shorter
+    # one through the END_DATE index (WHOLE_TABLE_SHARE): both exact too.
     if not listed:
         monkeypatch.setattr(apply, "PREFILTER_MAX_VALUES", 0)
+    monkeypatch.setattr(apply, "WHOLE_TABLE_SHARE", 0.0 if whole_table else 2.0)
     filters: list[bool] = []
-    read_affected = apply._affected
+    reads: list[bool] = []
+    read_affected, holds_most_of = apply._affected, apply._holds_most_of
 
     def spy(conn, delta_sites):  # type: ignore[no-untyped-def]
         affected = read_affected(conn, delta_sites)
         filters.append(affected.as_values)
         return affected
 
+    def read_spy(span, lo, hi):  # type: ignore[no-untyped-def]
+        reads.append(holds_most_of(span, lo, hi))
+        return reads[-1]
+
     monkeypatch.setattr(apply, "_affected", spy)
+    monkeypatch.setattr(apply, "_holds_most_of", read_spy)
     rows = _rows(600)
     for source in ("fed", "eos"):
         db.insert_raw(source, [r for s, r in rows if s == source])
@@ -95,6 +110,7 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     assert "special-host:" not in result.output  # an FQDN entry still wins over the domain
     check_invariant(db, rows, RefTopology.from_dir(new))
     assert filters and set(filters) == {listed}
+    assert reads and set(reads) == {whole_table}
     # Only the statistics of the changed keys were rebuilt.
     rebuilt = int(result.output.split("statistics rows rebuilt: ")[1].split(" deleted")[0])
     assert (

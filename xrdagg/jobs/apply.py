@@ -48,7 +48,13 @@ from sqlalchemy import (
     tuple_,
 )
 
-from xrdagg.db.dialect import day_start, db_now, sqlite_shortcut, tune_for_aggregation
+from xrdagg.db.dialect import (
+    day_start,
+    db_now,
+    sqlite_shortcut,
+    tune_for_aggregation,
+    unindexed,
+)
 from xrdagg.db.tables import (
     t_domain_site,
     t_host_site,
@@ -79,6 +85,9 @@ PREFILTER_MAX_DOMAINS = 64
 # lists of values when each has at most this many (Oracle takes 1,000 expressions in an IN list);
 # more, and it reads them from subqueries.
 PREFILTER_MAX_VALUES = 1000
+# A run of days covering at least this share of the raw table's END_DATE span reads the raw
+# table in its own order rather than through the END_DATE index (`dialect.unindexed`).
+WHOLE_TABLE_SHARE = 0.5
 
 RUN_LO = bindparam("run_lo", type_=UtcDate())
 RUN_HI = bindparam("run_hi", type_=UtcDate())
@@ -287,18 +296,20 @@ class _RunStatements:
 
 
 @cache
-def _run_statements(source: Source, as_values: bool) -> _RunStatements:
-    """Statements rebuilding the affected keys in bins [run_lo, run_hi) of `source`."""
+def _run_statements(source: Source, as_values: bool, whole_table: bool) -> _RunStatements:
+    """Statements rebuilding the affected keys in bins [run_lo, run_hi) of `source`; with
+    `whole_table` (the run holds most of the raw rows) they read the raw table in its own
+    order, not through an index (`dialect.unindexed`)."""
     raw = source.raw
+    insert_date: ColumnElement[Any] = raw.c.insert_date
+    end_date: ColumnElement[Any] = raw.c.end_date
+    if whole_table:
+        insert_date, end_date = unindexed(insert_date), unindexed(end_date)
     # A row that feeds an affected key has statistics rows of that key in every bin it is active
     # in, so all those days are in the set, and a run of consecutive days holds the whole of
     # such a row: the rows ending in the run are all there is to read (no 7-day reach, unlike a
     # recompute chunk). The contributions are still clipped to the run's bins below.
-    rows_ending = and_(
-        raw.c.insert_date <= WATERMARK,
-        raw.c.end_date >= RUN_LO,
-        raw.c.end_date < RUN_HI,
-    )
+    rows_ending = and_(insert_date <= WATERMARK, end_date >= RUN_LO, end_date < RUN_HI)
     staged = t_stage_group
     avg_rows = _where(staged, _avg_hit(staged.c))
     merges = [contributions.stats_avg(avg_rows, source, (RUN_LO_S, RUN_HI_S))]
@@ -317,6 +328,24 @@ def _where(rows: FromClause, condition: ColumnElement[bool]) -> Subquery:
     return select(rows).where(condition).subquery("hit")
 
 
+def _end_date_span(conn: Connection, source: Source) -> tuple[datetime, datetime] | None:
+    """The first and the last END_DATE of the raw table (None when it is empty): two reads of
+    its END_DATE index (one MIN or MAX a query, which every database answers from the index)."""
+    end_date = source.raw.c.end_date
+    first = conn.execute(select(func.min(end_date))).scalar()
+    last = conn.execute(select(func.max(end_date))).scalar()
+    return None if first is None or last is None else (first, last)
+
+
+def _holds_most_of(span: tuple[datetime, datetime] | None, lo: datetime, hi: datetime) -> bool:
+    """Whether [lo, hi) covers at least WHOLE_TABLE_SHARE of the raw END_DATE span: rows arrive
+    at a steady rate, so it then holds most of the raw rows."""
+    if span is None:
+        return False
+    first, last = span
+    return min(hi, last) - max(lo, first) >= (last - first) * WHOLE_TABLE_SHARE
+
+
 def _rebuild_run(
     conn: Connection,
     source: Source,
@@ -324,9 +353,10 @@ def _rebuild_run(
     hi: datetime,
     watermark: datetime,
     affected: _Affected,
+    whole_table: bool,
 ) -> tuple[int, int]:
     """Rebuild the affected keys of `source` in bins [lo, hi); (raw rows staged, rows written)."""
-    statements = _run_statements(source, affected.as_values)
+    statements = _run_statements(source, affected.as_values, whole_table)
     params = {
         **affected.params(),
         "run_lo": lo,
@@ -442,8 +472,10 @@ def _apply(
         if watermark is None:
             continue
         source = SOURCES[job.kind]
+        span = _end_date_span(conn, source)
         for lo, hi in day_ranges(report.days):
-            staged, written = _rebuild_run(conn, source, lo, hi, watermark, affected)
+            whole_table = _holds_most_of(span, lo, hi)
+            staged, written = _rebuild_run(conn, source, lo, hi, watermark, affected, whole_table)
             report.raw_rows_read += staged
             report.stats_rows_written += written
         contributions.mark_days(conn, source, report.days)

@@ -24,6 +24,7 @@ from xrdagg.db.dialect.expressions import (
     plus_seconds,
     sqlite_shortcut,
     truncated,
+    unindexed,
     whole_quotient,
 )
 from xrdagg.db.dialect.locking import (
@@ -97,5 +98,6 @@ __all__ = [
     "sqlite_shortcut",
     "truncated",
     "tune_for_aggregation",
+    "unindexed",
     "whole_quotient",
 ]
