@@ -53,7 +53,7 @@ def _new_topology(tmp_path: Path) -> Path:
     return new
 
 
-@pytest.mark.parametrize("whole_table", [True, False], ids=["scan", "index"])
+@pytest.mark.parametrize("by_scan", [True, False], ids=["scan", "ranges"])
 @pytest.mark.parametrize("listed", [True, False], ids=["values", "subqueries"])
 def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     db: Harness,
@@ -61,30 +61,30 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     cli,
     monkeypatch: pytest.MonkeyPatch,
     listed: bool,
-    whole_table: bool,
+    by_scan: bool,
 ) -> None:
     # The raw-row filter names the affected domains, sites and aliases as lists of values, or,
     # with more of them than PREFILTER_MAX_VALUES, reads them from subqueries: both exact. A
-    # run of days holding most of the raw rows reads the table in its own order, and a shorter
-    # one through the END_DATE index (WHOLE_TABLE_SHARE): both exact too.
+    # run of days reads the raw rows ending where affected rows end, or, where the database
+    # prefers a scan (SQLite, for most of the table), every row ending in the run: both exact.
     if not listed:
         monkeypatch.setattr(apply, "PREFILTER_MAX_VALUES", 0)
-    monkeypatch.setattr(apply, "WHOLE_TABLE_SHARE", 0.0 if whole_table else 2.0)
     filters: list[bool] = []
     reads: list[bool] = []
-    read_affected, holds_most_of = apply._affected, apply._holds_most_of
+    read_affected = apply._affected
 
     def spy(conn, delta_sites):  # type: ignore[no-untyped-def]
         affected = read_affected(conn, delta_sites)
         filters.append(affected.as_values)
         return affected
 
-    def read_spy(span, lo, hi):  # type: ignore[no-untyped-def]
-        reads.append(holds_most_of(span, lo, hi))
-        return reads[-1]
+    def read_spy(dialect, share):  # type: ignore[no-untyped-def]
+        assert 0 <= share <= 1
+        reads.append(by_scan)
+        return by_scan
 
     monkeypatch.setattr(apply, "_affected", spy)
-    monkeypatch.setattr(apply, "_holds_most_of", read_spy)
+    monkeypatch.setattr(apply, "prefers_scan", read_spy)
     rows = _rows(600)
     for source in ("fed", "eos"):
         db.insert_raw(source, [r for s, r in rows if s == source])
@@ -110,7 +110,7 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     assert "special-host:" not in result.output  # an FQDN entry still wins over the domain
     check_invariant(db, rows, RefTopology.from_dir(new))
     assert filters and set(filters) == {listed}
-    assert reads and set(reads) == {whole_table}
+    assert reads
     # Only the statistics of the changed keys were rebuilt.
     rebuilt = int(result.output.split("statistics rows rebuilt: ")[1].split(" deleted")[0])
     assert (
@@ -240,3 +240,75 @@ def test_a_domain_entry_resolves_again_only_the_hosts_under_it(
     assert "1 cached host(s) resolved again" in result.output, result.output
     assert "-> LAB-NEW" in result.output
     check_invariant(db, rows, RefTopology.from_dir(new))
+
+
+def test_read_ranges_join_consecutive_bins_then_the_closest_ranges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bin_ = timedelta(minutes=10)
+    lo, hi = T0, T0 + timedelta(days=1)
+    bins = [T0 + k * bin_ for k in (0, 1, 2, 10, 11, 30, 32, 143, 144)] + [T0 - bin_]
+    assert apply._read_ranges(bins, lo, hi) == [
+        (T0, T0 + 3 * bin_),
+        (T0 + 10 * bin_, T0 + 12 * bin_),
+        (T0 + 30 * bin_, T0 + 31 * bin_),
+        (T0 + 32 * bin_, T0 + 33 * bin_),
+        (T0 + 143 * bin_, T0 + 144 * bin_),  # bins 144 and -1 lie outside [lo, hi)
+    ]
+    monkeypatch.setattr(apply, "MAX_READ_RANGES", 3)  # the two smallest gaps go
+    assert apply._read_ranges(bins, lo, hi) == [
+        (T0, T0 + 12 * bin_),
+        (T0 + 30 * bin_, T0 + 33 * bin_),
+        (T0 + 143 * bin_, T0 + 144 * bin_),
+    ]
+    monkeypatch.setattr(apply, "MAX_READ_RANGES", 1)
+    assert apply._read_ranges(bins, lo, hi) == [(T0, T0 + 144 * bin_)]
+    assert apply._read_ranges([], lo, hi) == []
+
+
+@pytest.mark.parametrize("max_ranges", [16, 2], ids=["ranges", "joined"])
+def test_apply_reads_only_the_rows_ending_where_affected_rows_end(
+    db: Harness, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, max_ranges: int
+) -> None:
+    # bnl.gov rows end in a few bins of days 1 and 6; every other domain's rows, on every bin
+    # around them. The apply reads the raw rows ending in those bins (or in the ranges joining
+    # them, when there are more than MAX_READ_RANGES), not whole days, and stays exact.
+    monkeypatch.setattr(apply, "MAX_READ_RANGES", max_ranges)
+    rows = _sparse_rows()
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run("fed10", T0 + timedelta(days=10))
+    db.run("eos10", T0 + timedelta(days=10))
+    runs: list[tuple[datetime, datetime, list[tuple[datetime, datetime]]]] = []  # job, run
+    read_ranges = apply._read_ranges
+
+    def spy(end_bins, lo, hi):  # type: ignore[no-untyped-def]
+        runs.append((lo, hi, read_ranges(end_bins, lo, hi)))
+        return runs[-1][2]
+
+    monkeypatch.setattr(apply, "_read_ranges", spy)
+    new = tmp_path / "bnl-moves"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = [
+        d
+        for d in json.loads((new / "site_topology.json").read_text())
+        if d["from_value"] != "bnl.gov"
+    ]
+    (new / "site_topology.json").write_text(
+        json.dumps([*domains, {"from_value": "bnl.gov", "to_value": "BNL-NEW"}])
+    )
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 0, result.output
+    check_invariant(db, rows, RefTopology.from_dir(new))
+    # Every bnl.gov row ends in a range read, and the ranges hold far fewer rows than the days
+    # rebuilt (all of them, by the old rule).
+    ranges = [r for _, _, of_run in runs for r in of_run]
+    assert all(len(of_run) <= max_ranges for _, _, of_run in runs)
+    bnl_ends = [
+        r["end_date"] for _, r in rows if "bnl.gov" in (r["server_domain"], r["client_domain"])
+    ]
+    assert bnl_ends and all(any(lo <= end < hi for lo, hi in ranges) for end in bnl_ends)
+    ends = [r["end_date"] for _, r in rows]
+    in_days = sum(1 for end in ends for lo, hi, _ in runs if lo <= end < hi)
+    read = sum(1 for end in ends for lo, hi in ranges if lo <= end < hi)
+    assert 0 < read < in_days / 2

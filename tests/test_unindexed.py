@@ -1,6 +1,6 @@
 """`unindexed(column)`: on SQLite a range on it is read by scanning the table, not through the
 column's index, and it selects exactly the rows the bare column does; elsewhere it is the column.
-A topology apply uses it for a run of days that holds most of the raw rows."""
+A topology apply reads a run of days so where `prefers_scan` says a scan is cheaper."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, oracle, postgresql
 
-from xrdagg.db.dialect import unindexed
+from xrdagg.db.dialect import prefers_scan, unindexed
+from xrdagg.db.dialect.expressions import SQLITE_SCAN_ABOVE_SHARE
 from xrdagg.db.types import UtcDate
-from xrdagg.jobs.apply import WHOLE_TABLE_SHARE, _holds_most_of
+from xrdagg.jobs.apply import _share_of_span
 
 metadata = MetaData()
 t = Table(
@@ -68,11 +69,19 @@ def test_elsewhere_unindexed_is_the_bare_column(dialect) -> None:  # type: ignor
     assert hinted == bare
 
 
-def test_a_run_holds_most_of_the_rows_when_it_covers_most_of_their_end_dates() -> None:
+def test_the_share_of_the_span_that_ranges_cover() -> None:
     span = (T0, T0 + timedelta(days=10))
-    assert WHOLE_TABLE_SHARE == 0.5
-    assert _holds_most_of(span, T0 - timedelta(days=3), T0 + timedelta(days=11))
-    assert _holds_most_of(span, T0 + timedelta(days=2), T0 + timedelta(days=7))
-    assert not _holds_most_of(span, T0 + timedelta(days=2), T0 + timedelta(days=6))
-    assert not _holds_most_of(span, T0 + timedelta(days=20), T0 + timedelta(days=30))
-    assert not _holds_most_of(None, T0, T0 + timedelta(days=1))
+    day = timedelta(days=1)
+    assert _share_of_span(span, [(T0 - 3 * day, T0 + 11 * day)]) == 1.0
+    assert _share_of_span(span, [(T0 + 2 * day, T0 + 7 * day)]) == 0.5
+    assert _share_of_span(span, [(T0, T0 + 3 * day), (T0 + 8 * day, T0 + 10 * day)]) == 0.5
+    assert _share_of_span(span, [(T0 + 20 * day, T0 + 30 * day), (T0, T0 + day)]) == 0.1
+    assert _share_of_span(span, []) == 0.0
+    assert _share_of_span(None, [(T0, T0 + day)]) == 0.0
+    assert _share_of_span((T0, T0), [(T0, T0 + day)]) == 1.0
+
+
+def test_only_sqlite_prefers_a_scan_and_only_for_a_large_share() -> None:
+    assert prefers_scan("sqlite", 0.5) and prefers_scan("sqlite", SQLITE_SCAN_ABOVE_SHARE + 0.01)
+    assert not prefers_scan("sqlite", SQLITE_SCAN_ABOVE_SHARE)
+    assert not any(prefers_scan(d, 1.0) for d in ("postgresql", "mysql", "oracle"))

@@ -8,13 +8,16 @@ In one transaction, with the 10-minute jobs paused:
 3. find the days that hold statistics of those keys, and delete those rows (T_STATS_AVG by
    domain and site; T_USER_ACTIVITY and T_STATS_ACCESS_PATTERN, which have no domain, by site);
 4. for each run of consecutive such days, stage the raw rows under each job's watermark that
-   end in it and can feed an affected key (a prefilter on the affected pairs and names), and
-   insert their contributions to the affected keys in that run's bins;
+   end in it, in the 10-minute bins where rows of the affected keys end (read from the
+   statistics in step 3, before the deletes), and can feed an affected key (a prefilter on the
+   affected pairs and names), and insert their contributions to the affected keys in that
+   run's bins;
 5. mark the days for the daily job, which rolls them up (and T_SITE) afterwards.
 The key set is closed: a row whose key changes has its old and its new key in it, and an
 unchanged row keeps its key, so every deleted row is rebuilt from exactly the rows that feed it.
 A changed row is active only in bins its old key has rows in, so the days of step 3 hold all the
-work: the cost follows the days the change touches, not the length of history.
+work, and the rows to read end in the bins of step 4: the cost follows the bins the change
+touches, not the length of history.
 T_MSG_RATE is keyed by domain only: a topology change never touches it.
 `--dry-run` does all of it, reports, and rolls back.
 """
@@ -51,6 +54,7 @@ from sqlalchemy import (
 from xrdagg.db.dialect import (
     day_start,
     db_now,
+    prefers_scan,
     sqlite_shortcut,
     tune_for_aggregation,
     unindexed,
@@ -72,7 +76,7 @@ from xrdagg.jobs.daily import day_ranges
 from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
-from xrdagg.rules import ANY_DOMAIN, NULL_KEY, seconds_since_epoch
+from xrdagg.rules import ANY_DOMAIN, BIN_SECONDS, NULL_KEY, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
 from xrdagg.topology.resolver import Resolution, parent_domains
@@ -85,13 +89,18 @@ PREFILTER_MAX_DOMAINS = 64
 # lists of values when each has at most this many (Oracle takes 1,000 expressions in an IN list);
 # more, and it reads them from subqueries.
 PREFILTER_MAX_VALUES = 1000
-# A run of days covering at least this share of the raw table's END_DATE span reads the raw
-# table in its own order rather than through the END_DATE index (`dialect.unindexed`).
-WHOLE_TABLE_SHARE = 0.5
+# A rebuild reads the raw rows that end in the 10-minute bins where rows of the affected keys end;
+# a run of days reads them as at most this many END_DATE ranges (bind slots of one statement),
+# the ranges closest to each other joined first.
+MAX_READ_RANGES = 16
 
+WATERMARK = bindparam("watermark", type_=UtcDate())
 RUN_LO = bindparam("run_lo", type_=UtcDate())
 RUN_HI = bindparam("run_hi", type_=UtcDate())
-WATERMARK = bindparam("watermark", type_=UtcDate())
+READ_RANGES = tuple(
+    (bindparam(f"read_lo_{i}", type_=UtcDate()), bindparam(f"read_hi_{i}", type_=UtcDate()))
+    for i in range(MAX_READ_RANGES)
+)
 RUN_LO_S = bindparam("run_lo_s", type_=Integer())
 RUN_HI_S = bindparam("run_hi_s", type_=Integer())
 AFFECTED_DOMAINS = bindparam("affected_domains", expanding=True, type_=String())
@@ -189,6 +198,22 @@ def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable
         days = select(day_start(table.c.bin_start)).where(condition).distinct()
         statements.append((days, delete(table).where(condition)))
     return tuple(statements)
+
+
+@cache
+def _end_bins_statement(source: Source, as_values: bool) -> Select[Any]:
+    """The 10-minute bins in which raw rows of `source` feeding an affected key end, or more: read
+    from the statistics before they are deleted. With users, T_STATS_ACCESS_PATTERN, which is
+    keyed by the end bin: such a row has a delta site on one side there. Else T_STATS_AVG, whose
+    rows of an affected key cover every bin the row is active in, its end bin included."""
+    sites = DELTA_SITES if as_values else select(t_topology_delta.c.site)
+    if source.has_users:
+        table = t_stats_access_pattern
+        condition = _sites_hit(table.c, sites)
+    else:
+        table = t_stats_avg
+        condition = and_(table.c.source == source.label, _avg_hit(table.c, sites))
+    return select(table.c.bin_start).where(condition).distinct()
 
 
 @dataclass(frozen=True)
@@ -296,20 +321,26 @@ class _RunStatements:
 
 
 @cache
-def _run_statements(source: Source, as_values: bool, whole_table: bool) -> _RunStatements:
-    """Statements rebuilding the affected keys in bins [run_lo, run_hi) of `source`; with
-    `whole_table` (the run holds most of the raw rows) they read the raw table in its own
-    order, not through an index (`dialect.unindexed`)."""
+def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunStatements:
+    """Statements rebuilding the affected keys in bins [run_lo, run_hi) of `source`. They read
+    the raw rows ending in the READ_RANGES, or, `by_scan`, every row ending in the run, by
+    scanning the raw table rather than through an index (`dialect.prefers_scan`)."""
     raw = source.raw
-    insert_date: ColumnElement[Any] = raw.c.insert_date
-    end_date: ColumnElement[Any] = raw.c.end_date
-    if whole_table:
-        insert_date, end_date = unindexed(insert_date), unindexed(end_date)
     # A row that feeds an affected key has statistics rows of that key in every bin it is active
     # in, so all those days are in the set, and a run of consecutive days holds the whole of
     # such a row: the rows ending in the run are all there is to read (no 7-day reach, unlike a
-    # recompute chunk). The contributions are still clipped to the run's bins below.
-    rows_ending = and_(insert_date <= WATERMARK, end_date >= RUN_LO, end_date < RUN_HI)
+    # recompute chunk), and of those only the ones ending in the bins where such rows end
+    # (`_read_ranges`). The contributions are still clipped to the run's bins below.
+    if by_scan:
+        end_date = unindexed(raw.c.end_date)
+        rows_ending = and_(
+            unindexed(raw.c.insert_date) <= WATERMARK, end_date >= RUN_LO, end_date < RUN_HI
+        )
+    else:
+        rows_ending = and_(
+            raw.c.insert_date <= WATERMARK,
+            or_(*(and_(raw.c.end_date >= lo, raw.c.end_date < hi) for lo, hi in READ_RANGES)),
+        )
     staged = t_stage_group
     avg_rows = _where(staged, _avg_hit(staged.c))
     merges = [contributions.stats_avg(avg_rows, source, (RUN_LO_S, RUN_HI_S))]
@@ -337,13 +368,54 @@ def _end_date_span(conn: Connection, source: Source) -> tuple[datetime, datetime
     return None if first is None or last is None else (first, last)
 
 
-def _holds_most_of(span: tuple[datetime, datetime] | None, lo: datetime, hi: datetime) -> bool:
-    """Whether [lo, hi) covers at least WHOLE_TABLE_SHARE of the raw END_DATE span: rows arrive
-    at a steady rate, so it then holds most of the raw rows."""
-    if span is None:
-        return False
+def _share_of_span(
+    span: tuple[datetime, datetime] | None, ranges: Sequence[tuple[datetime, datetime]]
+) -> float:
+    """The share of the raw END_DATE span that the END_DATE `ranges` cover (0 to 1): rows arrive
+    at a steady rate, so about the share of the raw rows they hold."""
+    if span is None or not ranges:
+        return 0.0
     first, last = span
-    return min(hi, last) - max(lo, first) >= (last - first) * WHOLE_TABLE_SHARE
+    covered = sum(
+        (max(min(hi, last) - max(lo, first), timedelta(0)) for lo, hi in ranges), timedelta(0)
+    )
+    return min(covered / (last - first), 1.0) if last > first else 1.0
+
+
+def _read_ranges(
+    end_bins: Sequence[datetime], lo: datetime, hi: datetime
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) END_DATE ranges covering the bins of `end_bins` within [lo, hi), at most
+    MAX_READ_RANGES: consecutive bins joined, then the ranges across the smallest gaps."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for start in sorted(b for b in set(end_bins) if lo <= b < hi):
+        end = start + timedelta(seconds=BIN_SECONDS)
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], end)
+        else:
+            ranges.append((start, end))
+    if len(ranges) > MAX_READ_RANGES:
+        gaps = range(len(ranges) - 1)  # gap k lies between ranges k and k + 1
+        widest = sorted(gaps, key=lambda k: ranges[k + 1][0] - ranges[k][1], reverse=True)
+        kept = sorted(widest[: MAX_READ_RANGES - 1])
+        joined, first = [], 0
+        for k in [*kept, len(ranges) - 1]:
+            joined.append((ranges[first][0], ranges[k][1]))
+            first = k + 1
+        ranges = joined
+    return ranges
+
+
+def _range_params(
+    ranges: Sequence[tuple[datetime, datetime]], empty_at: datetime
+) -> dict[str, datetime]:
+    """The values of the READ_RANGES slots: `ranges`, then empty ranges for the slots left."""
+    assert len(ranges) <= len(READ_RANGES), "more ranges than the statement has slots"
+    params = {}
+    for i, (lo_slot, hi_slot) in enumerate(READ_RANGES):
+        lo, hi = ranges[i] if i < len(ranges) else (empty_at, empty_at)
+        params[lo_slot.key], params[hi_slot.key] = lo, hi
+    return params
 
 
 def _rebuild_run(
@@ -353,12 +425,18 @@ def _rebuild_run(
     hi: datetime,
     watermark: datetime,
     affected: _Affected,
-    whole_table: bool,
+    ranges: Sequence[tuple[datetime, datetime]],
+    by_scan: bool,
 ) -> tuple[int, int]:
-    """Rebuild the affected keys of `source` in bins [lo, hi); (raw rows staged, rows written)."""
-    statements = _run_statements(source, affected.as_values, whole_table)
+    """Rebuild the affected keys of `source` in bins [lo, hi) from the raw rows ending in the
+    END_DATE `ranges` (`by_scan`: ending in the run, read by a scan); (raw rows staged, rows
+    written)."""
+    if not ranges:
+        return 0, 0  # no row of an affected key ends here: nothing to insert
+    statements = _run_statements(source, affected.as_values, by_scan)
     params = {
         **affected.params(),
+        **_range_params(ranges, lo),
         "run_lo": lo,
         "run_hi": hi,
         "run_lo_s": seconds_since_epoch(lo),
@@ -459,6 +537,17 @@ def _apply(
         insert(t_topology_delta), [{"domain_name": d, "site": s} for d, s in sorted(delta)]
     )
     affected = _affected(conn, {site for _, site in delta})
+    # Where rows of the affected keys end, per job, read before their statistics are deleted.
+    watermarks = read_watermarks(conn)
+    end_bins = {
+        job.name: conn.execute(
+            _end_bins_statement(SOURCES[job.kind], affected.as_values), affected.params()
+        )
+        .scalars()
+        .all()
+        for job in jobs
+        if watermarks.get(job.name) is not None
+    }
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
     for find_days, clear in _clearing_statements(affected.as_values):
@@ -466,7 +555,6 @@ def _apply(
         report.stats_rows_deleted += conn.execute(clear, affected.params()).rowcount
     report.days = sorted(days)
 
-    watermarks = read_watermarks(conn)
     for job in jobs:
         watermark = watermarks.get(job.name)
         if watermark is None:
@@ -474,8 +562,11 @@ def _apply(
         source = SOURCES[job.kind]
         span = _end_date_span(conn, source)
         for lo, hi in day_ranges(report.days):
-            whole_table = _holds_most_of(span, lo, hi)
-            staged, written = _rebuild_run(conn, source, lo, hi, watermark, affected, whole_table)
+            ranges = _read_ranges(end_bins[job.name], lo, hi)
+            by_scan = prefers_scan(conn.dialect.name, _share_of_span(span, ranges))
+            staged, written = _rebuild_run(
+                conn, source, lo, hi, watermark, affected, ranges, by_scan
+            )
             report.raw_rows_read += staged
             report.stats_rows_written += written
         contributions.mark_days(conn, source, report.days)
