@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, oracle, postgresql
 
 from xrdagg.db.dialect import prefers_scan, unindexed
-from xrdagg.db.dialect.expressions import SQLITE_SCAN_ABOVE_SHARE
+from xrdagg.db.dialect.expressions import SCAN_ABOVE_SHARE
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs.apply import _share_of_span
 
@@ -81,7 +81,9 @@ def test_the_share_of_the_span_that_ranges_cover() -> None:
     assert _share_of_span((T0, T0), [(T0, T0 + day)]) == 1.0
 
 
-def test_only_sqlite_prefers_a_scan_and_only_for_a_large_share() -> None:
-    assert prefers_scan("sqlite", 0.5) and prefers_scan("sqlite", SQLITE_SCAN_ABOVE_SHARE + 0.01)
-    assert not prefers_scan("sqlite", SQLITE_SCAN_ABOVE_SHARE)
-    assert not any(prefers_scan(d, 1.0) for d in ("postgresql", "mysql", "oracle"))
+def test_sqlite_and_mysql_prefer_a_scan_for_a_large_share_only() -> None:
+    for dialect in ("sqlite", "mysql"):
+        share = SCAN_ABOVE_SHARE[dialect]
+        assert prefers_scan(dialect, 0.5) and prefers_scan(dialect, share + 0.01)
+        assert not prefers_scan(dialect, share)
+    assert not any(prefers_scan(d, 1.0) for d in ("postgresql", "oracle"))

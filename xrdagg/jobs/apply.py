@@ -323,8 +323,9 @@ class _RunStatements:
 @cache
 def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunStatements:
     """Statements rebuilding the affected keys in bins [run_lo, run_hi) of `source`. They read
-    the raw rows ending in the READ_RANGES, or, `by_scan`, every row ending in the run, by
-    scanning the raw table rather than through an index (`dialect.prefers_scan`)."""
+    the raw rows ending in the READ_RANGES, or, `by_scan`, every row ending in the run, where
+    a scan of the raw table is cheaper than reading the ranges through an index
+    (`dialect.prefers_scan`)."""
     raw = source.raw
     # A row that feeds an affected key has statistics rows of that key in every bin it is active
     # in, so all those days are in the set, and a run of consecutive days holds the whole of
