@@ -148,13 +148,8 @@ def _sparse_rows() -> list[tuple[str, dict]]:
     return rows
 
 
-def test_apply_rebuilds_only_the_days_the_change_touches(db: Harness, tmp_path: Path, cli) -> None:
-    rows = _sparse_rows()
-    for source in ("fed", "eos"):
-        db.insert_raw(source, [r for s, r in rows if s == source])
-    db.run("fed10", T0 + timedelta(days=10))
-    db.run("eos10", T0 + timedelta(days=10))
-    db.run("daily")
+def _bnl_moves(tmp_path: Path) -> Path:
+    """The test topology with bnl.gov mapped to a new site."""
     new = tmp_path / "bnl-moves"
     shutil.copytree(TEST_TOPOLOGY, new)
     domains = [
@@ -165,6 +160,17 @@ def test_apply_rebuilds_only_the_days_the_change_touches(db: Harness, tmp_path: 
     (new / "site_topology.json").write_text(
         json.dumps([*domains, {"from_value": "bnl.gov", "to_value": "BNL-NEW"}])
     )
+    return new
+
+
+def test_apply_rebuilds_only_the_days_the_change_touches(db: Harness, tmp_path: Path, cli) -> None:
+    rows = _sparse_rows()
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run("fed10", T0 + timedelta(days=10))
+    db.run("eos10", T0 + timedelta(days=10))
+    db.run("daily")
+    new = _bnl_moves(tmp_path)
     result = cli("topology", "apply", "--dir", str(new))
     assert result.exit_code == 0, result.output
     assert "bnl.gov: 2 host(s); BNL-ATLAS -> BNL-NEW (2)" in result.output
@@ -287,16 +293,7 @@ def test_apply_reads_only_the_rows_ending_where_affected_rows_end(
         return runs[-1][2]
 
     monkeypatch.setattr(apply, "_read_ranges", spy)
-    new = tmp_path / "bnl-moves"
-    shutil.copytree(TEST_TOPOLOGY, new)
-    domains = [
-        d
-        for d in json.loads((new / "site_topology.json").read_text())
-        if d["from_value"] != "bnl.gov"
-    ]
-    (new / "site_topology.json").write_text(
-        json.dumps([*domains, {"from_value": "bnl.gov", "to_value": "BNL-NEW"}])
-    )
+    new = _bnl_moves(tmp_path)
     result = cli("topology", "apply", "--dir", str(new))
     assert result.exit_code == 0, result.output
     check_invariant(db, rows, RefTopology.from_dir(new))
