@@ -72,7 +72,7 @@ from xrdagg.db.tables import (
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.agent import watermarks as read_watermarks
-from xrdagg.jobs.daily import day_ranges
+from xrdagg.jobs.daily import contiguous_ranges, day_ranges
 from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
@@ -151,8 +151,15 @@ def _delta_hit(domain: Any, site: Any) -> ColumnElement[bool]:
     )
 
 
-def _site_hit(site: Any) -> ColumnElement[bool]:
-    return site.in_(select(t_topology_delta.c.site))
+def _delta_sites(as_values: bool) -> Any:
+    """The delta sites: the list of values DELTA_SITES (`_Affected`), or read from
+    T_TOPOLOGY_DELTA."""
+    return DELTA_SITES if as_values else select(t_topology_delta.c.site)
+
+
+def _site_hit(site: Any, sites: Any = None) -> ColumnElement[bool]:
+    """`site` is a delta site (one of `sites`; else read from T_TOPOLOGY_DELTA)."""
+    return site.in_(_delta_sites(as_values=False) if sites is None else sites)
 
 
 def _avg_hit(row: Any, sites: Any = None) -> ColumnElement[bool]:
@@ -165,17 +172,15 @@ def _avg_hit(row: Any, sites: Any = None) -> ColumnElement[bool]:
             _delta_hit(row.src_domain, row.src_site), _delta_hit(row.dst_domain, row.dst_site)
         )
     return or_(
-        and_(row.src_site.in_(sites), _delta_hit(row.src_domain, row.src_site)),
-        and_(row.dst_site.in_(sites), _delta_hit(row.dst_domain, row.dst_site)),
+        and_(_site_hit(row.src_site, sites), _delta_hit(row.src_domain, row.src_site)),
+        and_(_site_hit(row.dst_site, sites), _delta_hit(row.dst_domain, row.dst_site)),
     )
 
 
 def _sites_hit(row: Any, sites: Any = None) -> ColumnElement[bool]:
     """Keys without a domain (user activity, access pattern): a site of either side (a delta
     site: `sites`, else read from T_TOPOLOGY_DELTA)."""
-    if sites is None:
-        return or_(_site_hit(row.src_site), _site_hit(row.dst_site))
-    return or_(row.src_site.in_(sites), row.dst_site.in_(sites))
+    return or_(_site_hit(row.src_site, sites), _site_hit(row.dst_site, sites))
 
 
 _TABLES = (
@@ -191,7 +196,7 @@ def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable
     `as_values` the delta sites are the list of values DELTA_SITES (`_Affected`), which the
     database can look up in a site index before it reads a row: on 1M raw rows, PostgreSQL found
     the days of T_STATS_AVG in 2 ms instead of a 137 ms scan of its 181k rows."""
-    sites = DELTA_SITES if as_values else select(t_topology_delta.c.site)
+    sites = _delta_sites(as_values)
     statements = []
     for table, hit in _TABLES:
         condition = hit(table.c, sites)
@@ -206,7 +211,7 @@ def _end_bins_statement(source: Source, as_values: bool) -> Select[Any]:
     from the statistics before they are deleted. With users, T_STATS_ACCESS_PATTERN, which is
     keyed by the end bin: such a row has a delta site on one side there. Else T_STATS_AVG, whose
     rows of an affected key cover every bin the row is active in, its end bin included."""
-    sites = DELTA_SITES if as_values else select(t_topology_delta.c.site)
+    sites = _delta_sites(as_values)
     if source.has_users:
         table = t_stats_access_pattern
         condition = _sites_hit(table.c, sites)
@@ -243,10 +248,7 @@ class _Affected:
 def _affected_domains(sites: Any = None) -> Select[Any]:
     """The domains of the cached pairs whose site is a delta site (one of `sites`, which the
     cache's site index looks up; else read from T_TOPOLOGY_DELTA)."""
-    site = t_host_site.c.site
-    return select(t_host_site.c.domain_key).where(
-        _site_hit(site) if sites is None else site.in_(sites)
-    )
+    return select(t_host_site.c.domain_key).where(_site_hit(t_host_site.c.site, sites))
 
 
 def _delta_names() -> Select[Any]:
@@ -260,7 +262,7 @@ def _affected(conn: Connection, delta_sites: set[str]) -> _Affected:
     sites = tuple(sorted(delta_sites))
     by_value = len(sites) <= PREFILTER_MAX_VALUES
     domains = conn.execute(
-        _affected_domains(DELTA_SITES if by_value else None).distinct(),
+        _affected_domains(_delta_sites(by_value)).distinct(),
         {"delta_sites": list(sites)} if by_value else {},
     ).scalars()
     return _Affected(
@@ -388,13 +390,8 @@ def _read_ranges(
 ) -> list[tuple[datetime, datetime]]:
     """[start, end) END_DATE ranges covering the bins of `end_bins` within [lo, hi), at most
     MAX_READ_RANGES: consecutive bins joined, then the ranges across the smallest gaps."""
-    ranges: list[tuple[datetime, datetime]] = []
-    for start in sorted(b for b in set(end_bins) if lo <= b < hi):
-        end = start + timedelta(seconds=BIN_SECONDS)
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], end)
-        else:
-            ranges.append((start, end))
+    in_run = (b for b in end_bins if lo <= b < hi)
+    ranges = contiguous_ranges(in_run, timedelta(seconds=BIN_SECONDS))
     if len(ranges) > MAX_READ_RANGES:
         gaps = range(len(ranges) - 1)  # gap k lies between ranges k and k + 1
         widest = sorted(gaps, key=lambda k: ranges[k + 1][0] - ranges[k][1], reverse=True)
@@ -538,12 +535,11 @@ def _apply(
         insert(t_topology_delta), [{"domain_name": d, "site": s} for d, s in sorted(delta)]
     )
     affected = _affected(conn, {site for _, site in delta})
+    values = affected.params()
     # Where rows of the affected keys end, per job, read before their statistics are deleted.
     watermarks = read_watermarks(conn)
     end_bins = {
-        job.name: conn.execute(
-            _end_bins_statement(SOURCES[job.kind], affected.as_values), affected.params()
-        )
+        job.name: conn.execute(_end_bins_statement(SOURCES[job.kind], affected.as_values), values)
         .scalars()
         .all()
         for job in jobs
@@ -552,8 +548,8 @@ def _apply(
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
     for find_days, clear in _clearing_statements(affected.as_values):
-        days |= set(conn.execute(find_days, affected.params()).scalars().all())
-        report.stats_rows_deleted += conn.execute(clear, affected.params()).rowcount
+        days |= set(conn.execute(find_days, values).scalars().all())
+        report.stats_rows_deleted += conn.execute(clear, values).rowcount
     report.days = sorted(days)
 
     for job in jobs:

@@ -44,15 +44,23 @@ DAY_LO = bindparam("day_lo", type_=UtcDate())
 DAY_HI = bindparam("day_hi", type_=UtcDate())
 
 
+def contiguous_ranges(
+    starts: Iterable[datetime], length: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """Contiguous [first, last + length) ranges covering the periods of `length` beginning at
+    `starts` (days, or 10-minute bins)."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for start in sorted(set(starts)):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], start + length)
+        else:
+            ranges.append((start, start + length))
+    return ranges
+
+
 def day_ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
     """Contiguous [first, last + 1 day) ranges covering `days` (midnights)."""
-    ranges: list[tuple[datetime, datetime]] = []
-    for day in sorted(set(days)):
-        if ranges and ranges[-1][1] == day:
-            ranges[-1] = (ranges[-1][0], day + timedelta(days=1))
-        else:
-            ranges.append((day, day + timedelta(days=1)))
-    return ranges
+    return contiguous_ranges(days, timedelta(days=1))
 
 
 def _access_pattern_daily() -> tuple[object, object]:
