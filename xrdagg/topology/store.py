@@ -13,7 +13,6 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
-    bindparam,
     delete,
     exists,
     func,
@@ -23,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from xrdagg.db.dialect import analyze_table, db_now, insert_ignoring_duplicates
+from xrdagg.db.dialect import analyze_table, db_now, insert_ignoring_duplicates, update_each
 from xrdagg.db.tables import (
     RAW_TABLES,
     t_domain_site,
@@ -229,22 +228,19 @@ def rewrite_resolutions(
     conn: Connection, changed: Sequence[tuple[str, str, Resolution]], resolved_at: datetime
 ) -> None:
     """Store the new resolution (site, rule, reference) of each cached (host, domain) pair."""
-    if not changed:
-        return
-    conn.execute(
-        update(t_host_site)
-        .where(
-            t_host_site.c.host_key == bindparam("key_h"),
-            t_host_site.c.domain_key == bindparam("key_d"),
-        )
-        .values(
-            site=bindparam("site"),
-            rule_kind=bindparam("rule_kind"),
-            rule_ref=bindparam("rule_ref"),
-            resolved_at=resolved_at,
-        ),
+    update_each(
+        conn,
+        t_host_site,
+        ("host_key", "domain_key"),
         [
-            {"key_h": h, "key_d": d, "site": r.site, "rule_kind": r.rule, "rule_ref": r.ref}
+            {
+                "host_key": h,
+                "domain_key": d,
+                "site": r.site,
+                "rule_kind": r.rule,
+                "rule_ref": r.ref,
+                "resolved_at": resolved_at,
+            }
             for h, d, r in changed
         ],
     )

@@ -55,6 +55,7 @@ from xrdagg.db.dialect.statements import (
     fill_stage_as,
     insert_ignoring_duplicates,
     tune_for_aggregation,
+    update_each,
 )
 from xrdagg.db.dialect.subqueries import computed_once
 
@@ -101,5 +102,6 @@ __all__ = [
     "truncated",
     "tune_for_aggregation",
     "unindexed",
+    "update_each",
     "whole_quotient",
 ]

@@ -11,6 +11,9 @@ from sqlalchemy import (
     Insert,
     Select,
     Table,
+    bindparam,
+    tuple_,
+    update,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
@@ -216,6 +219,45 @@ def _copy_ignoring_duplicates(
         f"INSERT INTO {target} ({names}) SELECT {names} FROM {loading} ON CONFLICT DO NOTHING"
     )
     conn.exec_driver_sql(f"DROP TABLE {loading}")
+
+
+# Keys named by one UPDATE of `update_each` where rows are grouped (Oracle takes 1,000
+# expressions in a list).
+UPDATE_GROUP_KEYS = 500
+
+
+def update_each(
+    conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Update `table`'s row of each of `rows` (dicts of column values, all with the same
+    columns), found by its `keys` columns, to the row's other values.
+
+    One executemany, which psycopg pipelines, sqlite3 runs in process and python-oracledb sends
+    as one array DML. PyMySQL sends an executemany of UPDATE as a statement per row, a round trip
+    each (a one-domain topology apply's 2,079 cached pairs: 0.26 s, a tenth of the apply): on
+    MySQL/MariaDB the rows with the same new values are one UPDATE naming their keys in a
+    row-value IN list instead (0.024 s). Elsewhere such lists cost more than the batch
+    (PostgreSQL 0.025 -> 0.107 s, SQLite 0.008 -> 0.088 s).
+    """
+    if not rows:
+        return
+    values = [c for c in rows[0] if c not in keys]
+    if conn.dialect.name != "mysql":
+        by_key = update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+        conn.execute(
+            by_key.values({c: bindparam(c) for c in values}),
+            [{**{c: row[c] for c in values}, **{f"key_{k}": row[k] for k in keys}} for row in rows],
+        )
+        return
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[c] for c in values), []).append(tuple(row[k] for k in keys))
+    in_list = tuple_(*(table.c[k] for k in keys)).in_(bindparam("keys", expanding=True))
+    by_keys = update(table).where(in_list).values({c: bindparam(c) for c in values})
+    for group, named in groups.items():
+        for at in range(0, len(named), UPDATE_GROUP_KEYS):
+            params = dict(zip(values, group, strict=True))
+            conn.execute(by_keys, {**params, "keys": named[at : at + UPDATE_GROUP_KEYS]})
 
 
 # --- staging tables ------------------------------------------------------------------------------
