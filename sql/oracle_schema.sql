@@ -1023,6 +1023,58 @@ UPDATE alembic_version SET version_num='0012' WHERE alembic_version.version_num 
 
 /
 
+-- Running upgrade 0012 -> 0013
+
+DROP TABLE t_stage_group
+
+/
+
+CREATE GLOBAL TEMPORARY TABLE t_stage_group (
+    start_bin NUMBER(19) NOT NULL, 
+    end_bin NUMBER(19) NOT NULL, 
+    insert_bin NUMBER(19) NOT NULL, 
+    src_site VARCHAR2(256 BYTE), 
+    src_domain VARCHAR2(255 BYTE), 
+    dst_site VARCHAR2(256 BYTE), 
+    dst_domain VARCHAR2(255 BYTE), 
+    vo VARCHAR2(64 BYTE) NOT NULL, 
+    user_dn VARCHAR2(512 BYTE) NOT NULL, 
+    n_rows NUMBER(19) NOT NULL, 
+    n_frac_lt10 NUMBER(19) NOT NULL, 
+    n_frac_10_50 NUMBER(19) NOT NULL, 
+    n_frac_50_100 NUMBER(19) NOT NULL, 
+    n_frac_ge100 NUMBER(19) NOT NULL, 
+    n_frac_unknown NUMBER(19) NOT NULL, 
+    read_b NUMBER NOT NULL, 
+    write_b NUMBER NOT NULL, 
+    read_first NUMBER NOT NULL, 
+    read_mid NUMBER NOT NULL, 
+    read_last NUMBER NOT NULL, 
+    write_first NUMBER NOT NULL, 
+    write_mid NUMBER NOT NULL, 
+    write_last NUMBER NOT NULL, 
+    active_first NUMBER NOT NULL, 
+    active_last NUMBER NOT NULL, 
+    file_size NUMBER NOT NULL, 
+    read_single_bytes NUMBER NOT NULL, 
+    read_single_ops NUMBER NOT NULL, 
+    read_vector_bytes NUMBER NOT NULL, 
+    read_vector_ops NUMBER NOT NULL, 
+    write_ops NUMBER NOT NULL, 
+    read_min NUMBER, 
+    read_max NUMBER, 
+    delay_seconds NUMBER NOT NULL, 
+    max_delay_seconds NUMBER NOT NULL, 
+    odd_rows NUMBER(19) NOT NULL
+)
+ ON COMMIT DELETE ROWS
+
+/
+
+UPDATE alembic_version SET version_num='0013' WHERE alembic_version.version_num = '0012'
+
+/
+
 COMMIT
 
 /

@@ -267,12 +267,13 @@ def test_db_sql_command_prints_the_oracle_script(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_oracle_staging_table_has_the_columns_the_engine_stages() -> None:
-    """Oracle's global temporary table (revision 0010) is created by the migrations, the other
-    databases' staging table by each fill: both must take the same columns, NULLs included (a
-    side whose pair is not cached yet is staged with NULL site and domain)."""
+    """Oracle's global temporary table (revisions 0010 and 0013: the last one created counts)
+    is created by the migrations, the other databases' staging table by each fill: both must
+    take the same columns, NULLs included (a side whose pair is not cached yet is staged with NULL
+    site and domain)."""
     from xrdagg.jobs.stage import t_stage_group
 
     script = (SQL_DIR / "oracle_schema.sql").read_text()
-    block = script.split("CREATE GLOBAL TEMPORARY TABLE t_stage_group (")[1].split("\n)")[0]
+    block = script.split("CREATE GLOBAL TEMPORARY TABLE t_stage_group (")[-1].split("\n)")[0]
     declared = {line.split()[0]: "NOT NULL" in line for line in block.splitlines() if line.strip()}
     assert declared == {c.name: not c.nullable for c in t_stage_group.columns}

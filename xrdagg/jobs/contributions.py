@@ -36,13 +36,7 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
-from xrdagg.jobs.stage import (
-    FRACTION_10_50,
-    FRACTION_50_100,
-    FRACTION_GE100,
-    FRACTION_LT10,
-    FRACTION_UNKNOWN,
-)
+from xrdagg.jobs.stage import FRACTION_COUNTS
 from xrdagg.rules import BIN_SECONDS, DAY_SECONDS, at_epoch_seconds
 from xrdagg.sources import Source
 
@@ -148,11 +142,6 @@ ACCESS_PATTERN_SUMS = [
 
 def access_pattern(norm: FromClause) -> MergeInto:
     """T_STATS_ACCESS_PATTERN: end-bin counts, volumes and the fraction of each file read."""
-    fraction = norm.c.fraction_read
-
-    def rows_with(kind: int) -> ColumnElement[Any]:
-        return func.sum(case((fraction == kind, norm.c.n_rows), else_=0))
-
     keys = [norm.c.src_site, norm.c.dst_site, norm.c.vo]
     grouped = (
         select(
@@ -169,11 +158,7 @@ def access_pattern(norm: FromClause) -> MergeInto:
             func.sum(norm.c.write_ops).label("write_ops"),
             func.min(norm.c.read_min).label("read_min"),
             func.max(norm.c.read_max).label("read_max"),
-            rows_with(FRACTION_LT10).label("n_frac_lt10"),
-            rows_with(FRACTION_10_50).label("n_frac_10_50"),
-            rows_with(FRACTION_50_100).label("n_frac_50_100"),
-            rows_with(FRACTION_GE100).label("n_frac_ge100"),
-            rows_with(FRACTION_UNKNOWN).label("n_frac_unknown"),
+            *(func.sum(norm.c[name]).label(name) for name in FRACTION_COUNTS),
         )
         .group_by(norm.c.end_bin, *keys)
         .subquery("grouped")
