@@ -17,11 +17,11 @@ BEFORE = datetime(2024, 3, 1)
 AFTER = datetime(2024, 3, 2)
 
 
-def _pair(host: str, site: str, at: datetime = BEFORE) -> dict[str, object]:
+def _pair(host: str, site: str) -> dict[str, object]:
     return {
         "host_key": host, "domain_key": "example.org", "fqdn": f"{host}.example.org",
         "domain_name": "example.org", "site": site, "rule_kind": "domain", "rule_ref": "old",
-        "resolved_at": at,
+        "resolved_at": BEFORE,
     }  # fmt: skip
 
 

@@ -255,8 +255,8 @@ def update_each(
     in_list = tuple_(*(table.c[k] for k in keys)).in_(bindparam("keys", expanding=True))
     by_keys = update(table).where(in_list).values({c: bindparam(c) for c in values})
     for group, named in groups.items():
+        params = dict(zip(values, group, strict=True))
         for at in range(0, len(named), UPDATE_GROUP_KEYS):
-            params = dict(zip(values, group, strict=True))
             conn.execute(by_keys, {**params, "keys": named[at : at + UPDATE_GROUP_KEYS]})
 
 
