@@ -19,6 +19,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeEngine
 
 # --- merging a SELECT into a table ---------------------------------------------------------------
 
@@ -192,14 +193,62 @@ def insert_ignoring_duplicates(
     With psycopg on PostgreSQL the rows travel by COPY into a temporary table and are inserted
     from there in one statement: an executemany sends one statement per row, and for the
     100k pairs of a first catch-up that cost 2.7 times as much (measured, 111,805 rows).
-    Elsewhere it is an executemany of `InsertIgnoringDuplicates`.
+    Elsewhere it is an executemany of `InsertIgnoringDuplicates`; on SQLite and MySQL/MariaDB
+    one given to the driver directly (`_execute_many_as_driver`).
     """
     if not rows:
         return
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         _copy_ignoring_duplicates(conn, table, rows)
+    elif conn.dialect.name in _DRIVER_EXECUTEMANY:
+        _execute_many_as_driver(conn, InsertIgnoringDuplicates(table), rows)
     else:
         conn.execute(InsertIgnoringDuplicates(table), list(rows))
+
+
+# Where an executemany goes to the driver with its values converted here, once per column.
+_DRIVER_EXECUTEMANY = ("sqlite", "mysql")
+
+
+def _execute_many_as_driver(
+    conn: Connection, statement: Insert, rows: Sequence[dict[str, Any]]
+) -> None:
+    """An executemany of `statement` with `rows` (dicts with the same keys), handed to the DBAPI
+    driver as plain values.
+
+    SQLAlchemy builds each row's parameters anew (a dict per row, then each value through its
+    type's processor): for the 111,805 pairs of a first catch-up that took about 1 s of Python
+    on top of the 0.7 s SQLite needed for the rows. Here the statement is compiled once, each
+    column's bind processor looked up once, and the driver gets plain tuples (dicts for a named
+    paramstyle such as PyMySQL's pyformat). Oracle (array DML) and psycopg (COPY) keep theirs.
+    """
+    compiled = statement.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    names = compiled.positiontup if compiled.positional else list(compiled.binds)
+    assert names is not None
+    types = [(name, compiled.binds[name].type) for name in names]
+    plain: list[Any] = _driver_values(conn, types, rows)
+    if not compiled.positional:
+        plain = [dict(zip(names, values, strict=True)) for values in plain]
+    conn.exec_driver_sql(compiled.string, plain)
+
+
+def _driver_values(
+    conn: Connection, columns: Sequence[tuple[str, TypeEngine[Any]]], rows: Sequence[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Each row's values of `columns` (name, type) as the driver takes them: through each
+    type's bind processor for this database (e.g. UtcDate's whole seconds), as SQLAlchemy's
+    own executemany would; None for a column a row lacks."""
+    converted = [
+        (name, type_.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+        for name, type_ in columns
+    ]
+    return [
+        tuple(
+            row.get(name) if convert is None else convert(row.get(name))
+            for name, convert in converted
+        )
+        for row in rows
+    ]
 
 
 def _copy_ignoring_duplicates(
@@ -208,13 +257,12 @@ def _copy_ignoring_duplicates(
     prep = conn.dialect.identifier_preparer
     target = prep.format_table(table)
     loading = prep.quote(f"{table.name}_loading")
-    columns = [c.name for c in table.columns]
-    names = ", ".join(prep.quote(c) for c in columns)
+    names = ", ".join(prep.quote(c.name) for c in table.columns)
     conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {loading} (LIKE {target}) ON COMMIT DROP")
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {loading} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row.get(c) for c in columns])
+        for values in _driver_values(conn, [(c.name, c.type) for c in table.columns], rows):
+            copy.write_row(values)
     conn.exec_driver_sql(
         f"INSERT INTO {target} ({names}) SELECT {names} FROM {loading} ON CONFLICT DO NOTHING"
     )
