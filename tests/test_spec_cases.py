@@ -136,6 +136,20 @@ def test_invalid_rows_are_excluded_and_counted(db: Harness) -> None:
     assert db.table("t_msg_rate").messages.sum() == 1
 
 
+def test_an_end_a_day_after_arrival_is_valid_a_second_more_is_not(db: Harness) -> None:
+    arrived = at(0, day=1)
+    db.insert_raw(
+        "fed",
+        [
+            fed(end_date=arrived + timedelta(days=1), insert_date=arrived),
+            fed(end_date=arrived + timedelta(days=1, seconds=1), insert_date=arrived),
+        ],
+    )
+    report = db.run("fed10", UNTIL)
+    assert (report.rows_read, report.rows_bad_clock) == (1, 1)
+    assert db.table("t_msg_rate").messages.sum() == 1
+
+
 @pytest.mark.parametrize(
     ("server_site", "expected"),
     [("T2_CH_CERN", "CERN-PROD"), ("t1_fr_ccin2p3", "IN2P3-CC"), ("T2_XX_Unlisted", "T2_XX_Unlisted"),
