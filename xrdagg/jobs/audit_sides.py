@@ -25,7 +25,7 @@ from xrdagg.db.dialect import (
 from xrdagg.db.tables import t_msg_rate, t_stats_access_pattern, t_stats_avg, t_user_activity
 from xrdagg.db.types import Number
 from xrdagg.jobs.kind import BEGINNING
-from xrdagg.jobs.normalize import MAX_END_AFTER_INSERT_SECONDS, clipped_start
+from xrdagg.jobs.normalize import clipped_start, is_valid_seconds
 from xrdagg.rules import (
     BIN_SECONDS,
     DAY_SECONDS,
@@ -103,7 +103,7 @@ def _raw_groups(
         ).where(raw.c.insert_date <= watermark, *where),
         dialect,
     ).subquery("converted")
-    valid = converted.c.end_s <= converted.c.insert_s + MAX_END_AFTER_INSERT_SECONDS
+    valid = is_valid_seconds(converted.c.insert_s, converted.c.end_s)
     start_s = clipped_start(converted.c.start_given, converted.c.end_s)
     timed = computed_once(
         select(
