@@ -355,7 +355,7 @@ def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunState
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
     # Every key these rows go to was deleted in these bins: plain INSERTs, nothing can collide.
     return _RunStatements(
-        stage_condition=and_(rows_ending, _raw_prefilter(raw, as_values)),
+        stage_condition=and_(_raw_prefilter(raw, as_values), rows_ending),
         inserts=tuple(m.as_insert() for m in merges),
     )
 

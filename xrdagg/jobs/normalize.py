@@ -135,7 +135,9 @@ def normalized_rows(source: Source, condition: ColumnElement[bool]) -> Select[An
             case((has_odd_number(source), 1), else_=0).label("odd"),
         )
         .select_from(joined)
-        .where(raw.c.insert_date.is_not(None), condition)
+        # `condition` first: a caller's cheap prefilter then rules a row out before INSERT_DATE,
+        # near the end of the raw row, is read (SQLite reads a row's columns in order).
+        .where(condition, raw.c.insert_date.is_not(None))
     )
 
 
