@@ -1,6 +1,6 @@
 """`update_each`: each row's new values land on the row its key names, and no other row changes,
-whether the rows go as one executemany or (MySQL/MariaDB) grouped by their new values into
-UPDATEs naming their keys."""
+whether a row goes in the executemany or in a group's UPDATE naming its leading keys and a list
+of last keys (every group on MySQL/MariaDB)."""
 
 from __future__ import annotations
 
@@ -17,52 +17,64 @@ BEFORE = datetime(2024, 3, 1)
 AFTER = datetime(2024, 3, 2)
 
 
-def _pair(host: str, site: str) -> dict[str, object]:
+DOMAINS = ("example.org", "other.org")
+
+
+def _pair(host: str, domain: str, site: str) -> dict[str, object]:
     return {
-        "host_key": host, "domain_key": "example.org", "fqdn": f"{host}.example.org",
-        "domain_name": "example.org", "site": site, "rule_kind": "domain", "rule_ref": "old",
+        "host_key": host, "domain_key": domain, "fqdn": f"{host}.{domain}",
+        "domain_name": domain, "site": site, "rule_kind": "domain", "rule_ref": "old",
         "resolved_at": BEFORE,
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("group_min", [1, 2, 100], ids=["all-grouped", "mixed", "executemany"])
 def test_each_row_gets_its_own_values_and_no_other_row_changes(
-    db: Harness, monkeypatch: pytest.MonkeyPatch
+    db: Harness, monkeypatch: pytest.MonkeyPatch, group_min: int
 ) -> None:
-    monkeypatch.setattr(statements, "UPDATE_GROUP_KEYS", 2)  # groups of 3 take two statements
+    monkeypatch.setattr(statements, "UPDATE_GROUP_KEYS", 2)  # a group of 4 takes two UPDATEs
+    monkeypatch.setattr(statements, "UPDATE_GROUP_MIN", group_min)
     hosts = [f"h{i}" for i in range(7)]
-    changes = {"h0": "SITE-A", "h1": "SITE-A", "h2": "SITE-A", "h3": "SITE-B", "h5": "SITE-A"}
+    # The same host names under two domains: a group's UPDATE must name its domain too. Rows
+    # with the same new values under another domain are another group.
+    changes = {
+        ("h0", "example.org"): "SITE-A", ("h1", "example.org"): "SITE-A",
+        ("h2", "example.org"): "SITE-A", ("h3", "example.org"): "SITE-B",
+        ("h5", "example.org"): "SITE-A", ("h1", "other.org"): "SITE-A",
+    }  # fmt: skip
     with db.engine.begin() as conn:
         delete_all = t_host_site.delete()
         conn.execute(delete_all)
-        conn.execute(insert(t_host_site), [_pair(h, "OLD-SITE") for h in hosts])
+        conn.execute(insert(t_host_site), [_pair(h, d, "OLD-SITE") for h in hosts for d in DOMAINS])
         update_each(
             conn,
             t_host_site,
-            ("host_key", "domain_key"),
+            ("domain_key", "host_key"),
             [
                 {
                     "host_key": h,
-                    "domain_key": "example.org",
+                    "domain_key": d,
                     "site": site,
                     "rule_kind": "pattern",
                     "rule_ref": f"rule-{site}",
                     "resolved_at": AFTER,
                 }
-                for h, site in changes.items()
+                for (h, d), site in changes.items()
             ],
         )
         rows = {
-            r.host_key: (r.site, r.rule_kind, r.rule_ref, r.resolved_at, r.fqdn)
+            (r.host_key, r.domain_key): (r.site, r.rule_kind, r.rule_ref, r.resolved_at, r.fqdn)
             for r in conn.execute(select(t_host_site))
         }
         conn.execute(delete_all)
     expected = {
-        h: (
-            (changes[h], "pattern", f"rule-{changes[h]}", AFTER, f"{h}.example.org")
-            if h in changes
-            else ("OLD-SITE", "domain", "old", BEFORE, f"{h}.example.org")
+        (h, d): (
+            (changes[h, d], "pattern", f"rule-{changes[h, d]}", AFTER, f"{h}.{d}")
+            if (h, d) in changes
+            else ("OLD-SITE", "domain", "old", BEFORE, f"{h}.{d}")
         )
         for h in hosts
+        for d in DOMAINS
     }
     assert rows == expected
 

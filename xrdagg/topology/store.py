@@ -234,7 +234,7 @@ def rewrite_resolutions(
     update_each(
         conn,
         t_host_site,
-        ("host_key", "domain_key"),
+        ("domain_key", "host_key"),  # a domain's pairs with the same new values: one UPDATE
         [
             {
                 "host_key": h,
