@@ -99,6 +99,18 @@ def shipped_domain_map() -> dict[str, str]:
     return dict(read_topology_dir(ROOT / "topology").domain_map)
 
 
+def remapped_sites(domain: str, pairs: list[tuple[str | None, str | None]]) -> int:
+    """How many of the (host, domain) `pairs` change site when the shipped topology maps
+    `domain` to a new site (a pattern can win over the domain map: then none do)."""
+    from xrdagg.topology.files import read_topology_dir
+
+    shipped = read_topology_dir(ROOT / "topology")
+    before = shipped.resolver()
+    shipped.domain_map[domain] = "BENCH-REMAPPED-SITE"
+    after = shipped.resolver()
+    return sum(before.resolve(h, d).site != after.resolve(h, d).site for h, d in pairs)
+
+
 def floor_statement() -> Any:
     """The bare GROUP BY: raw rows by the 10-minute bin of their end, count and bytes."""
     from sqlalchemy import func, select
@@ -276,15 +288,24 @@ def bulk_insert(url: str, frame: pd.DataFrame) -> None:
 
 
 def remap_domain(frame: pd.DataFrame) -> tuple[str, float]:
-    """The shipped topology's domain whose rows (either side) are closest to REMAP_SHARE."""
+    """The shipped topology's domain whose rows (either side) are closest to REMAP_SHARE, among
+    those whose remapping moves a host: where a pattern resolves every host of a domain, a new
+    domain-map entry changes nothing (and the apply would have nothing to do)."""
     shipped = shipped_domain_map()
     share = {}
     for domain in set(frame.client_domain.dropna()) | set(frame.server_domain.dropna()):
         if domain in shipped:
             rows = ((frame.client_domain == domain) | (frame.server_domain == domain)).sum()
             share[domain] = rows / len(frame)
-    domain = min(share, key=lambda d: abs(share[d] - REMAP_SHARE))
-    return domain, share[domain]
+    for domain in sorted(share, key=lambda d: abs(share[d] - REMAP_SHARE)):
+        pairs = {
+            (None if pd.isna(host) else host, domain)
+            for side in ("client", "server")
+            for host in frame.loc[frame[f"{side}_domain"] == domain, f"{side}_host"].unique()
+        }
+        if remapped_sites(domain, sorted(pairs, key=str)):
+            return domain, share[domain]
+    raise RuntimeError("no shipped domain-map entry resolves a generated host: nothing to remap")
 
 
 # --- measurements ---------------------------------------------------------------------------------
