@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 
 from tests.helpers import Harness
 from xrdagg.db.dialect import statements, update_each
@@ -28,7 +28,7 @@ def _pair(host: str, domain: str, site: str) -> dict[str, object]:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("group_min", [1, 2, 100], ids=["all-grouped", "mixed", "executemany"])
+@pytest.mark.parametrize("group_min", [1, 2, 100], ids=["all-grouped", "mixed", "small-groups"])
 def test_each_row_gets_its_own_values_and_no_other_row_changes(
     db: Harness, monkeypatch: pytest.MonkeyPatch, group_min: int
 ) -> None:
@@ -77,6 +77,54 @@ def test_each_row_gets_its_own_values_and_no_other_row_changes(
         for d in DOMAINS
     }
     assert rows == expected
+
+
+def test_a_domain_is_one_update_and_scattered_pairs_are_one_statement(db: Harness) -> None:
+    """A domain's 10 pairs with the same new values: one UPDATE. Ten pairs under ten domains
+    with the same new values: one statement too (an executemany; on MySQL/MariaDB, where an
+    executemany is a round trip per row, one UPDATE naming the pairs), not one per domain."""
+    one_domain = [("example.org", f"h{i}") for i in range(10)]
+    ten_domains = [(f"d{i}.org", "h0") for i in range(10)]
+    with db.engine.begin() as conn:
+        delete_all = t_host_site.delete()
+        conn.execute(delete_all)
+        conn.execute(
+            insert(t_host_site), [_pair(h, d, "OLD-SITE") for d, h in one_domain + ten_domains]
+        )
+        updates: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if statement.lstrip().upper().startswith("UPDATE"):
+                updates.append(statement)
+
+        event.listen(conn, "before_cursor_execute", count)
+        for pairs in (one_domain, ten_domains):
+            updates.clear()
+            update_each(
+                conn,
+                t_host_site,
+                ("domain_key", "host_key"),
+                [
+                    {
+                        "host_key": h,
+                        "domain_key": d,
+                        "site": "NEW-SITE",
+                        "rule_kind": "pattern",
+                        "rule_ref": "rule-1",
+                        "resolved_at": AFTER,
+                    }
+                    for d, h in pairs
+                ],
+            )
+            assert len(updates) == 1, updates
+        event.remove(conn, "before_cursor_execute", count)
+        moved = conn.execute(
+            select(t_host_site.c.domain_key, t_host_site.c.host_key).where(
+                t_host_site.c.site == "NEW-SITE"
+            )
+        ).all()
+        conn.execute(delete_all)
+    assert sorted(moved) == sorted(one_domain + ten_domains)
 
 
 def test_no_rows_is_no_statement(db: Harness) -> None:

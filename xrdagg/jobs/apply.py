@@ -354,6 +354,8 @@ def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunState
         site_rows = _where(staged, and_(ending, _sites_hit(staged.c)))
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
     # Every key these rows go to was deleted in these bins: plain INSERTs, nothing can collide.
+    # The filter before the dates: SQLite reads a row's columns in order, and the domains come
+    # before the dates in the raw row (an apply on 1M rows: -14 % of its instructions).
     return _RunStatements(
         stage_condition=and_(_raw_prefilter(raw, as_values), rows_ending),
         inserts=tuple(m.as_insert() for m in merges),

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -270,8 +271,8 @@ def _copy_ignoring_duplicates(
 
 # Last keys named by one UPDATE of `update_each` (Oracle takes 1,000 expressions in a list).
 UPDATE_GROUP_KEYS = 500
-# Rows of a group this size or larger are one UPDATE naming their last keys; smaller groups go
-# together as one executemany (except on MySQL/MariaDB, see `update_each`).
+# Rows of a group this size or larger are one UPDATE naming their last keys; the rows of smaller
+# groups go together (`update_each`).
 UPDATE_GROUP_MIN = 8
 
 
@@ -287,10 +288,10 @@ def update_each(
     UPDATE_GROUP_MIN rows or more is one UPDATE naming the leading keys and a list of last
     keys, which the primary key's index finds (a one-domain apply's 2,079 pairs, alternating
     runs: PostgreSQL 0.07-0.11 s as an executemany, 0.05-0.08 s so; SQLite 0.04-0.07 s, 0.02-0.04
-    s). The other rows go as one executemany (psycopg pipelines it, sqlite3 runs it in process,
-    python-oracledb sends one array DML), except on MySQL/MariaDB: PyMySQL sends an executemany
-    of UPDATE as a round trip per row (the same pairs: 0.26 s), so there every group is an
-    UPDATE of its own.
+    s). The rows of smaller groups go as one executemany (psycopg pipelines it, sqlite3 runs it
+    in process, python-oracledb sends one array DML), except on MySQL/MariaDB, where PyMySQL
+    sends an executemany of UPDATE as a round trip per row (the same pairs: 0.26 s): there they
+    are grouped by their new values alone, one UPDATE naming their keys in a row-value IN list.
     """
     if not rows:
         return
@@ -308,17 +309,55 @@ def update_each(
         )
         .values({c: bindparam(c) for c in values})
     )
-    one_by_one = []
+    scattered = []  # the rows of the small groups
     for shared, named in groups.items():
-        params = dict(zip([*values, *(f"key_{k}" for k in leading)], shared, strict=True))
-        if len(named) < UPDATE_GROUP_MIN and conn.dialect.name != "mysql":
-            one_by_one += [{**params, f"key_{last}": key} for key in named]
+        if len(named) < UPDATE_GROUP_MIN:
+            scattered += [
+                {**dict(zip([*values, *leading], shared, strict=True)), last: key} for key in named
+            ]
             continue
+        params = dict(zip([*values, *(f"key_{k}" for k in leading)], shared, strict=True))
         for at in range(0, len(named), UPDATE_GROUP_KEYS):
             conn.execute(by_last_keys, {**params, "last_keys": named[at : at + UPDATE_GROUP_KEYS]})
-    if one_by_one:
-        by_key = update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
-        conn.execute(by_key.values({c: bindparam(c) for c in values}), one_by_one)
+    if scattered:
+        (_update_by_value if conn.dialect.name == "mysql" else _update_by_key)(
+            conn, table, keys, values, scattered
+        )
+
+
+def _update_by_key(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    values: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """`rows` as one executemany of an UPDATE by key."""
+    by_key = update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+    conn.execute(
+        by_key.values({c: bindparam(c) for c in values}),
+        [{**{c: row[c] for c in values}, **{f"key_{k}": row[k] for k in keys}} for row in rows],
+    )
+
+
+def _update_by_value(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    values: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """`rows` grouped by their new values, each group an UPDATE naming its keys in a row-value
+    IN list (MySQL/MariaDB: no round trip per row)."""
+    by_values: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_values.setdefault(tuple(row[c] for c in values), []).append(tuple(row[k] for k in keys))
+    in_list = tuple_(*(table.c[k] for k in keys)).in_(bindparam("keys", expanding=True))
+    by_keys = update(table).where(in_list).values({c: bindparam(c) for c in values})
+    for group, named in by_values.items():
+        params = dict(zip(values, group, strict=True))
+        for at in range(0, len(named), UPDATE_GROUP_KEYS):
+            conn.execute(by_keys, {**params, "keys": named[at : at + UPDATE_GROUP_KEYS]})
 
 
 # --- staging tables ------------------------------------------------------------------------------
