@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import Connection, event, insert, select
 
 from tests.helpers import Harness
 from xrdagg.db.dialect import statements, update_each
@@ -28,6 +28,26 @@ def _pair(host: str, domain: str, site: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _move(conn: Connection, sites: dict[tuple[str, str], str]) -> None:
+    """`update_each` of the cache: each (host, domain) of `sites` to its new site, by a pattern."""
+    update_each(
+        conn,
+        t_host_site,
+        ("domain_key", "host_key"),
+        [
+            {
+                "host_key": h,
+                "domain_key": d,
+                "site": site,
+                "rule_kind": "pattern",
+                "rule_ref": f"rule-{site}",
+                "resolved_at": AFTER,
+            }
+            for (h, d), site in sites.items()
+        ],
+    )
+
+
 @pytest.mark.parametrize("group_min", [1, 2, 100], ids=["all-grouped", "mixed", "small-groups"])
 def test_each_row_gets_its_own_values_and_no_other_row_changes(
     db: Harness, monkeypatch: pytest.MonkeyPatch, group_min: int
@@ -46,22 +66,7 @@ def test_each_row_gets_its_own_values_and_no_other_row_changes(
         delete_all = t_host_site.delete()
         conn.execute(delete_all)
         conn.execute(insert(t_host_site), [_pair(h, d, "OLD-SITE") for h in hosts for d in DOMAINS])
-        update_each(
-            conn,
-            t_host_site,
-            ("domain_key", "host_key"),
-            [
-                {
-                    "host_key": h,
-                    "domain_key": d,
-                    "site": site,
-                    "rule_kind": "pattern",
-                    "rule_ref": f"rule-{site}",
-                    "resolved_at": AFTER,
-                }
-                for (h, d), site in changes.items()
-            ],
-        )
+        _move(conn, changes)
         rows = {
             (r.host_key, r.domain_key): (r.site, r.rule_kind, r.rule_ref, r.resolved_at, r.fqdn)
             for r in conn.execute(select(t_host_site))
@@ -100,22 +105,7 @@ def test_a_domain_is_one_update_and_scattered_pairs_are_one_statement(db: Harnes
         event.listen(conn, "before_cursor_execute", count)
         for pairs in (one_domain, ten_domains):
             updates.clear()
-            update_each(
-                conn,
-                t_host_site,
-                ("domain_key", "host_key"),
-                [
-                    {
-                        "host_key": h,
-                        "domain_key": d,
-                        "site": "NEW-SITE",
-                        "rule_kind": "pattern",
-                        "rule_ref": "rule-1",
-                        "resolved_at": AFTER,
-                    }
-                    for d, h in pairs
-                ],
-            )
+            _move(conn, {(h, d): "NEW-SITE" for d, h in pairs})
             assert len(updates) == 1, updates
         event.remove(conn, "before_cursor_execute", count)
         moved = conn.execute(

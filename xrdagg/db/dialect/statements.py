@@ -320,35 +320,26 @@ def update_each(
         for at in range(0, len(named), UPDATE_GROUP_KEYS):
             conn.execute(by_last_keys, {**params, "last_keys": named[at : at + UPDATE_GROUP_KEYS]})
     if scattered:
-        (_update_by_value if conn.dialect.name == "mysql" else _update_by_key)(
-            conn, table, keys, values, scattered
+        _update_scattered(conn, table, keys, values, scattered)
+
+
+def _update_scattered(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    values: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """`rows` (of groups too small for an UPDATE each) as one executemany of an UPDATE by key;
+    on MySQL/MariaDB, where that is a round trip per row, grouped by their new values, each
+    group one UPDATE naming its keys in a row-value IN list."""
+    if conn.dialect.name != "mysql":
+        by_key = update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+        conn.execute(
+            by_key.values({c: bindparam(c) for c in values}),
+            [{**{c: row[c] for c in values}, **{f"key_{k}": row[k] for k in keys}} for row in rows],
         )
-
-
-def _update_by_key(
-    conn: Connection,
-    table: Table,
-    keys: Sequence[str],
-    values: Sequence[str],
-    rows: Sequence[dict[str, Any]],
-) -> None:
-    """`rows` as one executemany of an UPDATE by key."""
-    by_key = update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
-    conn.execute(
-        by_key.values({c: bindparam(c) for c in values}),
-        [{**{c: row[c] for c in values}, **{f"key_{k}": row[k] for k in keys}} for row in rows],
-    )
-
-
-def _update_by_value(
-    conn: Connection,
-    table: Table,
-    keys: Sequence[str],
-    values: Sequence[str],
-    rows: Sequence[dict[str, Any]],
-) -> None:
-    """`rows` grouped by their new values, each group an UPDATE naming its keys in a row-value
-    IN list (MySQL/MariaDB: no round trip per row)."""
+        return
     by_values: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
         by_values.setdefault(tuple(row[c] for c in values), []).append(tuple(row[k] for k in keys))
