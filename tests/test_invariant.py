@@ -3,6 +3,7 @@ from-scratch computation over the raw rows with INSERT_DATE <= watermark (tests/
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -128,6 +129,7 @@ def _changed_topology(kind: str) -> Path:
     """The test topology with bnl.gov remapped, or with a pattern for the host wn7 added."""
     if kind not in _CHANGED:
         directory = Path(tempfile.mkdtemp(prefix=f"xrdagg-topology-{kind}-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)  # kept for the session
         shutil.copytree(TEST_TOPOLOGY, directory, dirs_exist_ok=True)
         if kind == "domain":
             path = directory / "site_topology.json"
