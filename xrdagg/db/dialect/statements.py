@@ -297,10 +297,9 @@ def update_each(
         return
     values = [c for c in rows[0] if c not in keys]
     *leading, last = keys
-    groups: dict[tuple[Any, ...], list[Any]] = {}
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        shared = (*(row[c] for c in values), *(row[k] for k in leading))
-        groups.setdefault(shared, []).append(row[last])
+        groups.setdefault((*(row[c] for c in values), *(row[k] for k in leading)), []).append(row)
     by_last_keys = (
         update(table)
         .where(
@@ -310,13 +309,12 @@ def update_each(
         .values({c: bindparam(c) for c in values})
     )
     scattered = []  # the rows of the small groups
-    for shared, named in groups.items():
-        if len(named) < UPDATE_GROUP_MIN:
-            scattered += [
-                {**dict(zip([*values, *leading], shared, strict=True)), last: key} for key in named
-            ]
+    for shared, group in groups.items():
+        if len(group) < UPDATE_GROUP_MIN:
+            scattered += group
             continue
         params = dict(zip([*values, *(f"key_{k}" for k in leading)], shared, strict=True))
+        named = [row[last] for row in group]
         for at in range(0, len(named), UPDATE_GROUP_KEYS):
             conn.execute(by_last_keys, {**params, "last_keys": named[at : at + UPDATE_GROUP_KEYS]})
     if scattered:
