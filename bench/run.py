@@ -298,14 +298,20 @@ def remap_domain(frame: pd.DataFrame) -> tuple[str, float]:
             rows = ((frame.client_domain == domain) | (frame.server_domain == domain)).sum()
             share[domain] = rows / len(frame)
     for domain in sorted(share, key=lambda d: abs(share[d] - REMAP_SHARE)):
-        pairs = {
-            (None if pd.isna(host) else host, domain)
-            for side in ("client", "server")
-            for host in frame.loc[frame[f"{side}_domain"] == domain, f"{side}_host"].unique()
-        }
-        if remapped_sites(domain, sorted(pairs, key=str)):
+        if remapped_sites(domain, domain_pairs(frame, domain)):
             return domain, share[domain]
     raise RuntimeError("no shipped domain-map entry resolves a generated host: nothing to remap")
+
+
+def domain_pairs(frame: pd.DataFrame, domain: str) -> list[tuple[str | None, str | None]]:
+    """The distinct (host, domain) pairs of either side of `frame`'s rows under `domain` (a
+    missing host as None)."""
+    pairs = {
+        (None if pd.isna(host) else host, domain)
+        for side in ("client", "server")
+        for host in frame.loc[frame[f"{side}_domain"] == domain, f"{side}_host"].unique()
+    }
+    return sorted(pairs, key=str)
 
 
 # --- measurements ---------------------------------------------------------------------------------

@@ -13,10 +13,5 @@ from bench import run
 def test_the_remapped_domain_moves_generated_hosts(seed: int) -> None:
     frame = run.generate_rows(100_000, run.START, 4.0, seed, "realistic")
     domain, share = run.remap_domain(frame)
-    pairs = [
-        (host, domain)
-        for side in ("client", "server")
-        for host in frame.loc[frame[f"{side}_domain"] == domain, f"{side}_host"].dropna().unique()
-    ]
-    assert run.remapped_sites(domain, pairs) > 0
+    assert run.remapped_sites(domain, run.domain_pairs(frame, domain)) > 0
     assert 0.005 < share < 0.05
