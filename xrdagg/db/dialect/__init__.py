@@ -11,6 +11,7 @@ from __future__ import annotations
 from xrdagg.db.dialect.expressions import (
     MAX_RAW_MEASURE,
     as_real,
+    beyond_measure,
     day_start,
     db_now,
     epoch_seconds,
@@ -73,6 +74,7 @@ __all__ = [
     "OwnRowsDelete",
     "analyze_table",
     "as_real",
+    "beyond_measure",
     "claim_first",
     "clear_stage",
     "computed_once",

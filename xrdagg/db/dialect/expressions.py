@@ -326,18 +326,39 @@ class finite_or(FunctionElement[Any]):  # noqa: N801
     inherit_cache = True
 
 
+_in_measure_range = f"BETWEEN -{MAX_RAW_MEASURE} AND {MAX_RAW_MEASURE}"
+
 _render_as(
     finite_or,
     # A range test rather than ABS: ABS makes a new NUMERIC per value on PostgreSQL, a compare
-    # does not; NaN sorts above every number there, so it fails the test like ±Infinity.
-    default=f"(CASE WHEN {{0}} IS NULL THEN NULL WHEN {{0}} >= -{MAX_RAW_MEASURE} "
-    f"AND {{0}} <= {MAX_RAW_MEASURE} THEN {{0}} ELSE {{1}} END)",
+    # does not; NaN sorts above every number there, so it fails the test like ±Infinity. The
+    # range test first and BETWEEN, which SQLite evaluates its operand once for: a value that
+    # passes (nearly all) is tested once, where an IS NULL test ahead of it made every value
+    # pay for two. The twelve measures of 1M rows: SQLite 0.55 s -> 0.20 s over reading them,
+    # PostgreSQL 0.63 s -> 0.56 s.
+    default=f"(CASE WHEN {{0}} {_in_measure_range} THEN {{0}} WHEN {{0}} IS NOT NULL "
+    "THEN {1} END)",
     # SQLite orders every TEXT and BLOB above every number, so the range test alone refuses
     # them, as a typeof() test did: but only with the operand's affinity taken off by unary +
     # (a TEXT column would turn the bounds into text and compare '0.5' as a string). Per row
     # this is cheaper than typeof() IN (...): 1M rows' normalisation 9.7 s -> 8.5 s.
-    sqlite=f"(CASE WHEN {{0}} IS NULL THEN NULL WHEN +{{0}} >= -{MAX_RAW_MEASURE} "
-    f"AND +{{0}} <= {MAX_RAW_MEASURE} THEN {{0}} ELSE {{1}} END)",
+    sqlite=f"(CASE WHEN +{{0}} {_in_measure_range} THEN {{0}} WHEN {{0}} IS NOT NULL "
+    "THEN {1} END)",
+)
+
+
+class beyond_measure(FunctionElement[bool]):  # noqa: N801
+    """Whether a raw number is one `finite_or` replaces (NaN, ±infinity, beyond
+    ±MAX_RAW_MEASURE, on SQLite a text or blob); NULL for NULL, which is no odd number."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+_render_as(
+    beyond_measure,
+    default=f"NOT ({{0}} {_in_measure_range})",
+    sqlite=f"NOT (+{{0}} {_in_measure_range})",  # unary +: as in finite_or
 )
 
 
