@@ -49,9 +49,11 @@ from xrdagg.db.dialect import (
     as_real,
     clear_stage,
     computed_once,
+    count_where,
     fill_stage_as,
     floor_to,
     greatest_of,
+    sum_where,
 )
 from xrdagg.db.types import Number, RawNumber, Text
 from xrdagg.jobs.normalize import clipped_start, is_valid_seconds, normalized_rows
@@ -165,7 +167,10 @@ def grouped_rows(source: Source, condition: ColumnElement[bool], dialect: str) -
         # SPEC §4: a bin's share of a row's bytes is bytes × overlap / duration, per row, the
         # same arithmetic as a bin-by-bin spread of that row. Multi-bin rows only: whether a
         # row is one is part of the group's key, and a single-bin group's bin takes its totals.
-        return func.sum(case((multi, as_real(value) * overlap / duration), else_=0))
+        # Both sides doubles, divided by a plain `/`: SQLAlchemy's true division made the
+        # duration a NUMERIC on PostgreSQL, converted to a double through text for each
+        # multi-bin row and share (an int-to-double conversion is exact below 2^53 seconds).
+        return sum_where(multi, (as_real(value) * overlap).op("/")(as_real(duration)))
 
     delay = greatest_of(r.insert_s - r.end_s, 0)
     keys = [r[k] for k in GROUP_KEYS]
@@ -180,7 +185,7 @@ def grouped_rows(source: Source, condition: ColumnElement[bool], dialect: str) -
         *keys,
         func.count().label("n_rows"),
         *(
-            func.sum(case((r.fraction_read == kind, 1), else_=0)).label(name)
+            count_where(r.fraction_read == kind).label(name)
             for kind, name in enumerate(FRACTION_COUNTS)
         ),
         total(r.read_b).label("read_b"),
@@ -191,7 +196,7 @@ def grouped_rows(source: Source, condition: ColumnElement[bool], dialect: str) -
         share(r.write_b, first_overlap).label("write_first"),
         share(r.write_b, BIN_SECONDS).label("write_mid"),
         share(r.write_b, last_overlap).label("write_last"),
-        func.sum(as_real(case((multi, first_overlap), else_=0))).label("active_first"),
+        sum_where(multi, as_real(first_overlap)).label("active_first"),
         func.sum(as_real(case((multi, last_overlap), else_=duration))).label("active_last"),
         total(case((r.file_size > 0, r.file_size), else_=0)).label("file_size"),
         total(r.read_single_bytes).label("read_single_bytes"),
@@ -203,7 +208,7 @@ def grouped_rows(source: Source, condition: ColumnElement[bool], dialect: str) -
         cast(func.max(r.read_max), Number()).label("read_max"),
         func.sum(as_real(delay)).label("delay_seconds"),
         func.max(as_real(delay)).label("max_delay_seconds"),
-        func.sum(r.odd).label("odd_rows"),
+        count_where(r.odd == 1).label("odd_rows"),
     ).group_by(*keys)
 
 

@@ -73,6 +73,51 @@ def _epoch_seconds_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     return f"CAST(strftime('%s', {value}) AS INTEGER)"
 
 
+# The first SQLite with aggregate FILTER clauses.
+SQLITE_FILTER_VERSION = (3, 30, 0)
+
+
+class sum_where(FunctionElement[Any]):  # noqa: N801
+    """sum_where(condition, value): the sum of `value` over the rows where `condition` holds, 0
+    when it holds for none.
+
+    PostgreSQL and SQLite skip the other rows with a FILTER clause, so they make no aggregate
+    step for them; elsewhere the rows add a 0 (`CASE`)."""
+
+    inherit_cache = True
+
+
+class count_where(FunctionElement[Any]):  # noqa: N801
+    """count_where(condition): the rows where `condition` holds (as `sum_where`)."""
+
+    inherit_cache = True
+
+
+def _has_filter(compiler: Any) -> bool:
+    if compiler.dialect.name == "postgresql":
+        return True
+    if compiler.dialect.name == "sqlite":
+        version = getattr(compiler.dialect.dbapi, "sqlite_version_info", (0, 0, 0))
+        return bool(version >= SQLITE_FILTER_VERSION)
+    return False
+
+
+@compiles(sum_where)
+def _sum_where(element: Any, compiler: Any, **kw: Any) -> str:
+    condition, value = (compiler.process(c, **kw) for c in element.clauses)
+    if _has_filter(compiler):
+        return f"coalesce(sum({value}) FILTER (WHERE {condition}), 0)"
+    return f"sum(CASE WHEN {condition} THEN {value} ELSE 0 END)"
+
+
+@compiles(count_where)
+def _count_where(element: Any, compiler: Any, **kw: Any) -> str:
+    (condition,) = (compiler.process(c, **kw) for c in element.clauses)
+    if _has_filter(compiler):
+        return f"count(*) FILTER (WHERE {condition})"
+    return f"sum(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+
+
 class sqlite_shortcut(FunctionElement[bool]):  # noqa: N801
     """sqlite_shortcut(cheap, condition): `condition`, which implies `cheap`; on SQLite rendered
     as `cheap AND condition`, so that the cheap test rules most rows out first (SQLite evaluates
