@@ -41,3 +41,13 @@ def test_an_over_long_key_is_cut_to_its_length(db: Harness) -> None:
     assert users(db) == [(long_dn[:USER_LEN], 2)]
     db.run("fed10", UNTIL)  # a second run merges into the cut key without error
     assert users(db) == [(long_dn[:USER_LEN], 2)]
+
+
+def test_a_key_is_cut_by_characters_or_by_bytes_as_its_database_counts(db: Harness) -> None:
+    # 300 two-byte characters: more bytes than USER_LEN, fewer characters.
+    within, beyond = "ü" * 300, "ü" * (USER_LEN + 5)
+    run_fed(db, fed(user_dn=within), fed(user_dn=beyond))
+    if db.dialect in ("oracle", "mysql"):  # VARCHAR2(n BYTE), VARBINARY(n): n bytes
+        assert users(db) == [("ü" * (USER_LEN // 2), 2)]
+    else:  # n characters: the shorter DN is kept whole
+        assert users(db) == sorted([(within, 1), ("ü" * USER_LEN, 1)])
