@@ -4,13 +4,12 @@ of a group matches and NULL values skipped."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
 from sqlalchemy import column, create_engine, literal_column, select, table
 
-from xrdagg.db.dialect import expressions
+from tests.sqlite_versions import both_renderings, requires_sqlite
 from xrdagg.db.dialect.expressions import count_where, sum_where
 
 # (group, flag, value): group 3 has no row with flag = 1, group 4 one NULL value among them.
@@ -18,10 +17,8 @@ ROWS = [(1, 1, 2.5), (1, 0, 100.0), (1, 1, 4), (2, 0, 7.0), (2, 1, 0.25), (3, 0,
         (3, 0, 2.0), (4, 1, None), (4, 1, 3.0)]  # fmt: skip
 
 
-def _grouped(
-    monkeypatch: pytest.MonkeyPatch, first_filter: tuple[int, int, int]
-) -> tuple[str, Any]:
-    monkeypatch.setattr(expressions, "SQLITE_FILTER_VERSION", first_filter)
+def _grouped() -> tuple[str, Any]:
+    """The rendering (compiled afresh) and its sums and counts per group of ROWS."""
     rows = table("t", column("g"), column("flag"), column("v"))
     flagged = rows.c.flag == literal_column("1")
     query = (
@@ -39,12 +36,10 @@ def _grouped(
         return rendered, raw.execute(rendered).fetchall()
 
 
-@pytest.mark.skipif(
-    sqlite3.sqlite_version_info < expressions.SQLITE_FILTER_VERSION,
-    reason=f"SQLite {sqlite3.sqlite_version} has no aggregate FILTER to compare CASE with",
-)
+@requires_sqlite("SQLITE_FILTER_VERSION", "aggregate FILTER")
 def test_filter_and_case_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    filtered_sql, filtered = _grouped(monkeypatch, expressions.SQLITE_FILTER_VERSION)
-    case_sql, with_case = _grouped(monkeypatch, (99, 0, 0))
+    (filtered_sql, filtered), (case_sql, with_case) = both_renderings(
+        monkeypatch, "SQLITE_FILTER_VERSION", _grouped
+    )
     assert "FILTER (WHERE" in filtered_sql and "FILTER" not in case_sql
     assert filtered == with_case == [(1, 6.5, 2), (2, 0.25, 1), (3, 0, 0), (4, 3.0, 2)]

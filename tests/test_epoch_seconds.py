@@ -3,13 +3,12 @@ the same integer for every text a date column can hold, including the ones a run
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
 from sqlalchemy import column, create_engine, select
 
-from xrdagg.db.dialect import expressions
+from tests.sqlite_versions import both_renderings, requires_sqlite
 from xrdagg.db.dialect.expressions import epoch_seconds
 
 TEXTS = [
@@ -26,11 +25,8 @@ TEXTS = [
 ]
 
 
-def _epochs(
-    monkeypatch: pytest.MonkeyPatch, first_unixepoch: tuple[int, int, int]
-) -> tuple[str, list[Any]]:
+def _epochs() -> tuple[str, list[Any]]:
     """The rendering (compiled afresh) and its value for each of TEXTS."""
-    monkeypatch.setattr(expressions, "SQLITE_UNIXEPOCH_VERSION", first_unixepoch)
     engine = create_engine("sqlite://")
     rendered = str(select(epoch_seconds(column("d"))).compile(dialect=engine.dialect))
     values = " UNION ALL ".join(f"SELECT {i} AS n, ? AS d" for i in range(len(TEXTS)))
@@ -39,13 +35,11 @@ def _epochs(
         return rendered, list(conn.exec_driver_sql(sql, tuple(TEXTS)).scalars())
 
 
-@pytest.mark.skipif(
-    sqlite3.sqlite_version_info < expressions.SQLITE_UNIXEPOCH_VERSION,
-    reason=f"SQLite {sqlite3.sqlite_version} has no unixepoch() to compare strftime with",
-)
+@requires_sqlite("SQLITE_UNIXEPOCH_VERSION", "unixepoch()")
 def test_unixepoch_and_strftime_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    new_sql, with_unixepoch = _epochs(monkeypatch, expressions.SQLITE_UNIXEPOCH_VERSION)
-    old_sql, with_strftime = _epochs(monkeypatch, (99, 0, 0))
+    (new_sql, with_unixepoch), (old_sql, with_strftime) = both_renderings(
+        monkeypatch, "SQLITE_UNIXEPOCH_VERSION", _epochs
+    )
     assert "unixepoch(" in new_sql and "strftime(" in old_sql
     assert with_unixepoch == with_strftime
     assert with_unixepoch[:5] == [1709296496, 1709296496, 1709296496, -30, -144676800]
