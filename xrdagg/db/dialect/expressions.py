@@ -87,10 +87,15 @@ class sum_where(FunctionElement[Any]):  # noqa: N801
 
     inherit_cache = True
 
+    def __init__(self, condition: Any, value: Any) -> None:
+        super().__init__(condition, value)
+        self.type = getattr(value, "type", self.type)  # a sum has its values' type
 
-class count_where(FunctionElement[Any]):  # noqa: N801
+
+class count_where(FunctionElement[int]):  # noqa: N801
     """count_where(condition): the rows where `condition` holds (as `sum_where`)."""
 
+    type = Integer()
     inherit_cache = True
 
 
