@@ -62,14 +62,19 @@ _render_as(
 SQLITE_UNIXEPOCH_VERSION = (3, 38, 0)
 
 
+def _sqlite_has(compiler: Any, version: tuple[int, int, int]) -> bool:
+    """Whether the SQLite library a statement is compiled for is `version` or newer (a dialect
+    without its driver, as in an offline compile, counts as older)."""
+    return bool(getattr(compiler.dialect.dbapi, "sqlite_version_info", (0, 0, 0)) >= version)
+
+
 @compiles(epoch_seconds, "sqlite")
 def _epoch_seconds_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     # unixepoch() (SQLite 3.38) gives the same integer without formatting it as text and
     # parsing it back: the three conversions of a 1M-row staging, 0.91 s -> 0.54 s. Older
     # libraries (RHEL 9 ships 3.34) keep strftime.
     (value,) = (compiler.process(c, **kw) for c in element.clauses)
-    version = getattr(compiler.dialect.dbapi, "sqlite_version_info", (0, 0, 0))
-    if version >= SQLITE_UNIXEPOCH_VERSION:
+    if _sqlite_has(compiler, SQLITE_UNIXEPOCH_VERSION):
         return f"unixepoch({value})"
     return f"CAST(strftime('%s', {value}) AS INTEGER)"
 
@@ -102,10 +107,7 @@ class count_where(FunctionElement[int]):  # noqa: N801
 def _has_filter(compiler: Any) -> bool:
     if compiler.dialect.name == "postgresql":
         return True
-    if compiler.dialect.name == "sqlite":
-        version = getattr(compiler.dialect.dbapi, "sqlite_version_info", (0, 0, 0))
-        return bool(version >= SQLITE_FILTER_VERSION)
-    return False
+    return compiler.dialect.name == "sqlite" and _sqlite_has(compiler, SQLITE_FILTER_VERSION)
 
 
 @compiles(sum_where)
