@@ -11,6 +11,7 @@ mix is the one the goals are judged on, the *worst* one draws every key per row)
 - batch:     ~20k new rows arriving after the watermark, then `xrdagg run fed10` again;
 - recompute: fed10 over every day of data with 1 worker, and with 4 on the servers (SQLite has
              one writer: it refuses more than 1); a chunk is a day, as `xrdagg recompute` plans it;
+             once more with 1 worker after every statistics row was made wrong;
 - audit:     `xrdagg audit --source fed` over every day, after the recompute (consistent), as
              a share of the 1-worker recompute (issue 10: under 10%);
 - remap:     `topology apply` remapping the shipped domain closest to 1.5% of the rows (1–2%),
@@ -149,6 +150,23 @@ def recompute_fed10(
     results = job.run(recompute_id, chunks, workers=workers)
     elapsed = time.perf_counter() - started
     return elapsed, sum(r.rows_read for r in results), len(chunks)
+
+
+def spoil_statistics(engine: Engine, first: datetime, last: datetime) -> None:
+    """Make every row of the 10-minute statistics tables in the days [first, last] wrong: a
+    count raised by one."""
+    from xrdagg.db.tables import t_msg_rate, t_stats_access_pattern, t_stats_avg, t_user_activity
+
+    counts = {
+        t_stats_avg: "transfers_active",
+        t_user_activity: "accesses",
+        t_stats_access_pattern: "accesses",
+        t_msg_rate: "messages",
+    }
+    with engine.begin() as conn:
+        for table, count in counts.items():
+            in_days = (table.c.bin_start >= first) & (table.c.bin_start < last + timedelta(days=1))
+            conn.execute(table.update().where(in_days).values({count: table.c[count] + 1}))
 
 
 def audit_fed10(engine: Engine) -> tuple[float, bool]:
@@ -407,11 +425,14 @@ def _measure(db: Database, mix: str, args: argparse.Namespace) -> dict[str, Any]
         r["batch_s"], r["batch_rows"], _ = run_job(db, engine, end_of_data + timedelta(hours=1))
 
         workers = [w for w in sorted(set(args.workers)) if db.backend != "sqlite" or w == 1]
+        last_day = START + timedelta(days=days)
         for w in workers:
             log(f"[{db.backend}/{mix}] recompute with {w} worker(s)…")
-            last_day = START + timedelta(days=days)
             seconds, read, chunks = recompute_fed10(engine, START, last_day, w)
             r[f"recompute_w{w}"] = {"s": seconds, "rows": read, "chunks": chunks}
+        log(f"[{db.backend}/{mix}] recompute with 1 worker after every statistics row was spoiled…")
+        spoil_statistics(engine, START, last_day)
+        r["recompute_spoiled_s"], _, _ = recompute_fed10(engine, START, last_day, 1)
         log(f"[{db.backend}/{mix}] audit of fed (consistent after the recompute)…")
         r["audit_s"], consistent = audit_fed10(engine)
         assert consistent, "the audit found differences right after a recompute"

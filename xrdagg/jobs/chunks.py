@@ -1,9 +1,10 @@
 """Recompute chunks: a bin range of one 10-minute job, rebuilt from raw in one transaction.
 
-A chunk [c0, c1) deletes the job's statistics rows of those bins and inserts them again from the
-raw rows with INSERT_DATE <= the job's watermark: the rows ending in it (user activity, access
-pattern), arriving in it (message rate), and active in it (the matrix: rows ending in it, or
-ending up to 7 days later and starting before c1). It leaves the SPEC §6 invariant true, so a
+A chunk [c0, c1) makes the job's statistics rows of those bins what the raw rows with
+INSERT_DATE <= the job's watermark give (where it can, writing only the rows that differ:
+`dialect.OwnRowsRewrite`): the rows ending in it (user activity, access pattern), arriving in it
+(message rate), and active in it (the matrix: rows ending in it, or ending up to 7 days later and
+starting before c1). It leaves the SPEC §6 invariant true, so a
 recompute can stop between any two chunks. Chunks are planned a day each, split into runs of
 whole bins when a day holds more raw rows than a chunk should.
 """
@@ -28,7 +29,7 @@ from sqlalchemy import (
     select,
 )
 
-from xrdagg.db.dialect import OwnRowsDelete, tune_for_aggregation
+from xrdagg.db.dialect import OwnRowsRewrite, tune_for_aggregation
 from xrdagg.db.tables import (
     t_msg_rate,
     t_stats_access_pattern,
@@ -80,9 +81,8 @@ class ChunkResult:
 class ChunkStatements:
     """The statements of a chunk of one source, built once, bound to the chunk's values."""
 
-    deletes: tuple[OwnRowsDelete, ...]
-    # Plain INSERTs: the chunk's bins were just emptied, so no key can collide.
-    inserts: tuple[Executable, ...]
+    # Per statistics table: its rows of the chunk's bins made the staged rows' contribution.
+    rewrites: tuple[OwnRowsRewrite, ...]
     stage_condition: ColumnElement[bool]
     count_ending: Executable
 
@@ -121,15 +121,14 @@ def chunk_statements(source: Source) -> ChunkStatements:
         t_stats_access_pattern: contributions.access_pattern(ending),
         t_msg_rate: contributions.msg_rate(arrived, source),
     }
-    deletes: list[OwnRowsDelete] = []
+    rewrites: list[OwnRowsRewrite] = []
     for table in source.feeds:
         in_chunk = and_(table.c.bin_start >= C0, table.c.bin_start < C1)
         if "source" in table.c:
             in_chunk = and_(table.c.source == source.label, in_chunk)
-        deletes.append(OwnRowsDelete(table, in_chunk))
+        rewrites.append(OwnRowsRewrite(table, in_chunk, contributions_of[table].source))
     return ChunkStatements(
-        deletes=tuple(deletes),
-        inserts=tuple(contributions_of[t].as_insert() for t in source.feeds),
+        rewrites=tuple(rewrites),
         stage_condition=or_(spread_condition, arriving),
         count_ending=select(func.coalesce(func.sum(ending.c.n_rows), 0)),
     )
@@ -148,11 +147,9 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
         "watermark": watermark,
     }
     tune_for_aggregation(conn)
-    for owned in statements.deletes:
-        owned.execute(conn, params)
     stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
-    for statement in statements.inserts:
-        conn.execute(statement, params)
+    for rewrite in statements.rewrites:
+        rewrite.execute(conn, params)
     contributions.mark_days(conn, source, chunk.days)
     rows = int(conn.execute(statements.count_ending, params).scalar_one())
     release_stage(conn)

@@ -444,8 +444,9 @@ def _fill_stage_insert(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
     return f"INSERT INTO {target} ({columns}) {compiler.process(element.source, **kw)}"
 
 
-def analyze_table(conn: Connection, table: Table, rows: int) -> None:
-    """Give the planner statistics of a table just filled with `rows` rows, where that pays.
+def analyze_table(conn: Connection, table: Table, rows: int, *, always: bool = False) -> None:
+    """Give the planner statistics of a table just filled with `rows` rows, where that pays
+    (`always`: whatever its size, for a statement whose plan goes wrong without them).
 
     PostgreSQL: ANALYZE (autovacuum never sees temporary tables) on a small sample: the plans
     only need row counts and rough distinct counts, and the default sample (30,000 rows) cost
@@ -459,7 +460,7 @@ def analyze_table(conn: Connection, table: Table, rows: int) -> None:
     Below ANALYZE_MIN_ROWS (an incremental batch) none either: the plans are index probes and
     small hashes whatever the estimates, and the two ANALYZE cost 26 ms of a 0.45 s batch.
     """
-    if rows < ANALYZE_MIN_ROWS:
+    if rows < ANALYZE_MIN_ROWS and not always:
         return
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {ANALYZE_TARGET}")
