@@ -271,8 +271,8 @@ class OwnRowsDelete:
 
 class OwnRowsRewrite:
     """Make the rows of a table that match a condition only this transaction's rows can match (a
-    recompute chunk's bins) the rows of `source` (a SELECT of the table's columns whose rows all
-    match it), built once.
+    recompute chunk's bins) the rows of `source` (a SELECT naming columns of the table, its key
+    among them, whose rows all match the condition), built once.
 
     PostgreSQL writes only what differs: `source` goes into a temporary table, the owned rows
     with no identical row there are deleted, and its rows whose key is then missing inserted.
@@ -286,11 +286,11 @@ class OwnRowsRewrite:
     """
 
     def __init__(self, table: Table, condition: ColumnElement[bool], source: Select[Any]) -> None:
-        names = [c.name for c in table.columns]
+        names = [c.name for c in source.selected_columns]  # in the source's order
         self.delete_all = OwnRowsDelete(table, condition)
         self.insert_all = table.insert().from_select(names, source)
         self.new = new = Table(
-            f"tmp_new_{table.name}", MetaData(), *(Column(c.name, c.type) for c in table.columns)
+            f"tmp_new_{table.name}", MetaData(), *(Column(n, table.c[n].type) for n in names)
         )
         self.drop_new = clear_stage(new)
         self.fill_new = fill_stage_as(new, source)
