@@ -9,7 +9,7 @@ refuses the rest), so a pattern means the same in both and no pattern can hang a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -84,10 +84,17 @@ def normalize(host: str | None, domain: str | None) -> tuple[str | None, str | N
     return fqdn, d
 
 
-def parent_domains(fqdn: str) -> list[str]:
-    """`a.lal.in2p3.fr` -> [a.lal.in2p3.fr, lal.in2p3.fr, in2p3.fr, fr]: longest first."""
-    labels = fqdn.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels))]
+def parent_domains(fqdn: str) -> Iterator[str]:
+    """`a.lal.in2p3.fr` -> a.lal.in2p3.fr, lal.in2p3.fr, in2p3.fr, fr: longest first, each cut
+    from the last as it is asked for (the resolver mostly stops at the second or third; building
+    the whole list by split and join cost twice the time of a first catch-up's 112k lookups)."""
+    candidate = fqdn
+    while True:
+        yield candidate
+        dot = candidate.find(".")
+        if dot < 0:
+            return
+        candidate = candidate[dot + 1 :]
 
 
 class Resolver:
@@ -129,16 +136,11 @@ class Resolver:
         best = self._best_pattern(fqdn)
         if best is not None:
             return Resolution(fqdn, shown_domain, best.site, RULE_PATTERN, str(best.rule_id))
-        # parent_domains(fqdn), longest first, without building the list (half the time).
-        candidate = fqdn
-        while True:
+        for candidate in parent_domains(fqdn):
             site = self._domain_map.get(candidate)
             if site is not None:
                 return Resolution(fqdn, shown_domain, site, RULE_DOMAIN_MAP, candidate)
-            dot = candidate.find(".")
-            if dot < 0:
-                return Resolution(fqdn, shown_domain, UNKNOWN, RULE_NONE, None)
-            candidate = candidate[dot + 1 :]
+        return Resolution(fqdn, shown_domain, UNKNOWN, RULE_NONE, None)
 
     def _best_pattern(self, fqdn: str) -> Pattern | None:
         """Longest matched text wins, then the longer pattern, then the lower rule id."""
