@@ -31,6 +31,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from xrdagg.db.dialect.statements import (
     InsertIgnoringDuplicates,
+    InsertInKeyOrder,
     analyze_table,
     clear_stage,
     fill_stage_as,
@@ -288,13 +289,13 @@ class OwnRowsRewrite:
     def __init__(self, table: Table, condition: ColumnElement[bool], source: Select[Any]) -> None:
         names = [c.name for c in source.selected_columns]  # in the source's order
         self.delete_all = OwnRowsDelete(table, condition)
-        self.insert_all = table.insert().from_select(names, source)
+        keys = [c.name for c in table.primary_key.columns]
+        self.insert_all = InsertInKeyOrder(table, names, source, keys[0])
         self.new = new = Table(
             f"tmp_new_{table.name}", MetaData(), *(Column(n, table.c[n].type) for n in names)
         )
         self.drop_new = clear_stage(new)
         self.fill_new = fill_stage_as(new, source)
-        keys = [c.name for c in table.primary_key.columns]
         same_key = and_(*(table.c[k] == new.c[k] for k in keys))
         # The measures equal, doubles exactly; NULL-safe where a measure may be NULL (a min or
         # max), a plain `=` elsewhere, which PostgreSQL can hash.
@@ -313,11 +314,13 @@ class OwnRowsRewrite:
         # chunk's keys once. As a NOT EXISTS it probed the table's indexes for each new row,
         # through every dead entry earlier rewrites had left (4.4 s for a day's 40k rows).
         owned = select(*(table.c[k] for k in keys)).where(condition).offset(0).subquery("owned")
-        self.insert_missing = table.insert().from_select(
+        self.insert_missing = InsertInKeyOrder(
+            table,
             names,
             select(*(new.c[n] for n in names))
             .select_from(new.outerjoin(owned, and_(*(owned.c[k] == new.c[k] for k in keys))))
             .where(owned.c[keys[0]].is_(None)),
+            keys[0],
         )
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> None:
