@@ -4,6 +4,8 @@ and the binary raw collation are for (xrdagg.db.types); its default collations w
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.helpers import Harness, fed
 from tests.test_spec_cases import UNTIL, run_fed
 from xrdagg.rules import USER_LEN
@@ -51,3 +53,35 @@ def test_a_key_is_cut_by_characters_or_by_bytes_as_its_database_counts(db: Harne
         assert users(db) == [("ü" * (USER_LEN // 2), 2)]
     else:  # n characters: the shorter DN is kept whole
         assert users(db) == sorted([(within, 1), ("ü" * USER_LEN, 1)])
+
+
+def test_every_raw_pair_is_cached_once_with_its_exact_keys_whatever_their_length(
+    db: Harness,
+) -> None:
+    """A run's new pairs, found narrow first on MySQL/MariaDB and the longer ones apart
+    (`dialect.narrow_distinct_chars`): keys at and past that width, long keys alike up to
+    their last character, and keys differing only by a trailing space land once each, exactly;
+    a later run with the same pairs finds none missing."""
+    width = 64
+    long_host = "h" * 300
+    hosts = ["eos01", "eos01 ", "x" * width, "x" * (width + 1), long_host + "a", long_host + "b"]
+    long_domain = "d" * (width + 16) + ".org"
+    rows = [fed(server_host=h) for h in hosts] + [fed(client_domain=long_domain)]
+    run_fed(db, *rows)
+    expected = {(h, "cern.ch") for h in hosts} | {
+        ("wn1.bnl.gov", "bnl.gov"),
+        ("wn1.bnl.gov", long_domain),
+    }
+    cached = db.table("t_host_site")
+    assert sorted(zip(cached.host_key, cached.domain_key, strict=True)) == sorted(expected)
+    again = [
+        fed(
+            **{k: r[k] for k in ("server_host", "client_domain")},
+            insert_date=UNTIL + timedelta(hours=1),
+        )
+        for r in rows
+    ]
+    db.insert_raw("fed", again)
+    report = db.run("fed10", UNTIL + timedelta(days=1))
+    assert report.rows_read == len(again) and report.new_pairs == 0
+    assert len(db.table("t_host_site")) == len(expected)

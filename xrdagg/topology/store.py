@@ -19,13 +19,21 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     union,
     union_all,
     update,
 )
 
-from xrdagg.db.dialect import analyze_table, db_now, insert_ignoring_duplicates, update_each
+from xrdagg.db.dialect import (
+    analyze_table,
+    db_now,
+    insert_ignoring_duplicates,
+    narrow_distinct_chars,
+    narrow_text,
+    update_each,
+)
 from xrdagg.db.tables import (
     RAW_TABLES,
     t_domain_site,
@@ -271,7 +279,9 @@ def has_cached_pairs(conn: Connection) -> bool:
     return conn.execute(select(t_host_site.c.host_key).limit(1)).first() is not None
 
 
-def uncached_pairs(where: dict[str, ColumnElement[bool]]) -> Select[Any]:
+def uncached_pairs(
+    where: dict[str, ColumnElement[bool]], narrow: int | None = None, *, wide_only: bool = False
+) -> Select[Any]:
     """Distinct (host_key, domain_key) of both sides of the raw rows selected by `where` that
     the resolution cache does not hold yet. `where` maps a source ('fed', 'eos') to the
     condition on its raw table.
@@ -280,6 +290,11 @@ def uncached_pairs(where: dict[str, ColumnElement[bool]]) -> Select[Any]:
     cost a few thousand index probes, where anti-joining its rows first made PostgreSQL hash
     the whole cache, which only grows (measured 0.46 s of a 20k-row batch for a 112k-pair
     cache).
+
+    With `narrow` (`dialect.narrow_distinct_chars`), only the pairs whose two keys have at most
+    `narrow` bytes each are found, their keys declared that narrow (`dialect.narrow_text`), and
+    a third column `wide` is 1 for one row standing for every longer pair (its keys empty), 0
+    otherwise; with `wide_only` as well, only the longer pairs, at their full width.
     """
     # Each raw row read once and paired with each of its two sides, distinct per source before
     # the union: a scan of the raw table per side, all pairs deduplicated together, cost more
@@ -295,18 +310,55 @@ def uncached_pairs(where: dict[str, ColumnElement[bool]]) -> Select[Any]:
         host = case((side.c.side == 0, client_host), else_=server_host)
         domain = case((side.c.side == 0, client_domain), else_=server_domain)
         host_key, domain_key = raw_pair_key(host, domain)
+        columns: list[ColumnElement[Any]] = [
+            host_key.label("host_key"),
+            domain_key.label("domain_key"),
+        ]
+        if narrow is not None:
+            # Bytes (MySQL's LENGTH), not characters: no text is scanned to count them, and a
+            # key of at most `narrow` bytes has at most as many characters.
+            wide = or_(func.length(host_key) > narrow, func.length(domain_key) > narrow)
+            if wide_only:
+                condition = and_(condition, wide)
+            else:
+                columns = [
+                    case((wide, ""), else_=narrow_text(host_key, narrow)).label("host_key"),
+                    case((wide, ""), else_=narrow_text(domain_key, narrow)).label("domain_key"),
+                    case((wide, 1), else_=0).label("wide"),
+                ]
         parts.append(
-            select(host_key.label("host_key"), domain_key.label("domain_key"))
-            .select_from(raw.join(side, literal(True)))
-            .where(condition)
-            .distinct()
+            select(*columns).select_from(raw.join(side, literal(True))).where(condition).distinct()
         )
     pairs = union(*parts).subquery("pairs")
     cached = exists().where(
         t_host_site.c.host_key == pairs.c.host_key,
         t_host_site.c.domain_key == pairs.c.domain_key,
     )
+    if narrow is not None and not wide_only:
+        return select(pairs.c.host_key, pairs.c.domain_key, pairs.c.wide).where(
+            or_(pairs.c.wide == 1, ~cached)
+        )
     return select(pairs.c.host_key, pairs.c.domain_key).where(~cached)
+
+
+def _missing_pairs(
+    conn: Connection, where: dict[str, ColumnElement[bool]]
+) -> list[tuple[str, str]]:
+    """The raw (host, domain) keys of the rows selected by `where` the cache lacks
+    (`uncached_pairs`). Where keys are best found narrow first (MySQL/MariaDB), the longer
+    ones cost a second read of the rows, only if there are any: on MariaDB the pairs of a
+    1M-row catch-up took 7.3 s at full width and 3.9 s narrow, and a single statement reading
+    the rows twice (narrow, then wide) 4.1 s in the client where the narrow read took 2.8 s.
+    """
+    narrow = narrow_distinct_chars(conn.dialect.name)
+    if narrow is None:
+        return [(h, d) for h, d in conn.execute(uncached_pairs(where))]
+    rows = conn.execute(uncached_pairs(where, narrow)).all()
+    pairs = [(h, d) for h, d, wide in rows if not wide]
+    if len(pairs) < len(rows):
+        wide_pairs = conn.execute(uncached_pairs(where, narrow, wide_only=True))
+        pairs += [(h, d) for h, d in wide_pairs]
+    return pairs
 
 
 def fill_resolution_cache(
@@ -314,8 +366,7 @@ def fill_resolution_cache(
 ) -> int:
     """Resolve and cache every raw (host, domain) pair of the selected rows not cached yet;
     returns how many were added."""
-    missing = uncached_pairs(where)
-    rows = conn.execute(missing).all()
+    rows = _missing_pairs(conn, where)
     if not rows:
         return 0
     now = conn.execute(select(db_now())).scalar_one()
