@@ -352,11 +352,11 @@ def _missing_pairs(
     """
     narrow = narrow_distinct_chars(conn.dialect.name)
     if narrow is None:
-        return [(h, d) for h, d in conn.execute(uncached_pairs(where))]
+        return [(h, d) for h, d in conn.execute(uncached_pairs(where)).all()]
     rows = conn.execute(uncached_pairs(where, narrow)).all()
     pairs = [(h, d) for h, d, wide in rows if not wide]
     if len(pairs) < len(rows):
-        wide_pairs = conn.execute(uncached_pairs(where, narrow, wide_only=True))
+        wide_pairs = conn.execute(uncached_pairs(where, narrow, wide_only=True)).all()
         pairs += [(h, d) for h, d in wide_pairs]
     return pairs
 
