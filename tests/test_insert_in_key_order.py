@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, select, text
+from sqlalchemy.dialects import mysql, oracle, postgresql, sqlite
 
 from tests.helpers import Harness
-from xrdagg.db.dialect import tune_for_aggregation
+from xrdagg.db.dialect import InsertInKeyOrder, tune_for_aggregation
 from xrdagg.db.tables import t_msg_rate
 from xrdagg.jobs import contributions
 from xrdagg.rules import at_epoch_seconds
@@ -57,9 +59,7 @@ def test_the_rows_are_the_sources_and_land_bin_by_bin(db: Harness) -> None:
             conn.execute(t_groups.insert(), _groups())
             tune_for_aggregation(conn)  # as a job's transaction is: PostgreSQL then hashes
             written = conn.execute(statement).rowcount
-            rows = conn.execute(
-                select(t_msg_rate).order_by(t_msg_rate.c.bin_start, t_msg_rate.c.domain)
-            ).all()
+            rows = sorted(tuple(r) for r in conn.execute(select(t_msg_rate)))
             order = {"postgresql": "ctid", "sqlite": "rowid"}.get(db.dialect)
             landed = (
                 conn.execute(text(f"SELECT bin_start FROM t_msg_rate ORDER BY {order}")).all()
@@ -80,9 +80,24 @@ def test_the_rows_are_the_sources_and_land_bin_by_bin(db: Harness) -> None:
             float(d),
         )
         for b in range(BINS)
-        for d in sorted(range(DOMAINS), key=lambda d: f"d{d}.example.org")
+        for d in range(DOMAINS)
     ]
-    assert [tuple(r) for r in rows] == expected
+    assert rows == sorted(expected)
     if order:
         bins = [r.bin_start for r in landed]
         assert bins == sorted(bins), f"{db.dialect}: rows written out of bin order"
+
+
+def test_only_postgresql_sorts_and_the_sort_key_must_be_inserted() -> None:
+    """The rendering: PostgreSQL orders the rows by the first key; SQLite and MySQL/MariaDB,
+    whose groupings come sorted, and Oracle (unmeasured) insert them as they come."""
+    statement = contributions.msg_rate(t_groups, SOURCES["fed"]).as_insert()
+    rendered = {
+        d.name: str(statement.compile(dialect=d))
+        for d in (postgresql.dialect(), sqlite.dialect(), mysql.dialect(), oracle.dialect())
+    }
+    assert rendered["postgresql"].rstrip().endswith("ORDER BY bin_start")
+    assert all("ORDER BY" not in sql for name, sql in rendered.items() if name != "postgresql")
+    assert all(sql.startswith("INSERT INTO t_msg_rate (bin_start, ") for sql in rendered.values())
+    with pytest.raises(ValueError, match="not among the inserted columns"):
+        InsertInKeyOrder(t_msg_rate, ["source", "domain"], select(t_groups), "bin_start")

@@ -293,9 +293,12 @@ def uncached_pairs(
 
     With `narrow` (`dialect.narrow_distinct_chars`), only the pairs whose two keys have at most
     `narrow` bytes each are found, their keys declared that narrow (`dialect.narrow_text`), and
-    a third column `wide` is 1 for one row standing for every longer pair (its keys empty), 0
-    otherwise; with `wide_only` as well, only the longer pairs, at their full width.
+    a third column `wide` is 1 for one row standing for every longer pair the cache lacks (its
+    keys empty), 0 otherwise; with `wide_only` as well, only the longer pairs, at their full
+    width.
     """
+    if wide_only and narrow is None:
+        raise ValueError("wide_only needs the narrow width it is wider than")
     # Each raw row read once and paired with each of its two sides, distinct per source before
     # the union: a scan of the raw table per side, all pairs deduplicated together, cost more
     # (the pairs of 1M raw rows: PostgreSQL 2.2 -> 0.7 s with the cache full, 1.0 -> 0.8 s with
@@ -321,6 +324,13 @@ def uncached_pairs(
             if wide_only:
                 condition = and_(condition, wide)
             else:
+                # A longer pair the cache holds raises no flag (probed at its full width, only
+                # for such rows): a host that keeps coming back with a long name would otherwise
+                # cost every later run the second statement.
+                cached_wide = exists().where(
+                    t_host_site.c.host_key == host_key, t_host_site.c.domain_key == domain_key
+                )
+                condition = and_(condition, or_(~wide, ~cached_wide))
                 columns = [
                     case((wide, ""), else_=narrow_text(host_key, narrow)).label("host_key"),
                     case((wide, ""), else_=narrow_text(domain_key, narrow)).label("domain_key"),
