@@ -36,6 +36,8 @@ SIDES = [
     ("eos01", "cern.ch"), ("x.pp.rl.ac.uk", None), ("srm", "rl.ac.uk"), ("grid-lab105.desy.de", None),
     ("wn1", "bnl.gov"), ("cmsstor3", "fnal.gov"), ("node.example.org", None), (None, None),
     ("wn7", None), ("a.LAL.in2p3.fr.", ""), ("special-host", "fnal.gov"), (" lapp-se1 ", "in2p3.fr"),
+    # Past the width MySQL/MariaDB first look for new pairs at (dialect.narrow_distinct_chars).
+    ("worker-" + "n" * 70, "cern.ch"), ("wn1", "sub." + "d" * 70 + ".bnl.gov"),
 ]  # fmt: skip
 
 
