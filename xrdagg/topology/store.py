@@ -327,9 +327,7 @@ def uncached_pairs(
                 # A longer pair the cache holds raises no flag (probed at its full width, only
                 # for such rows): a host that keeps coming back with a long name would otherwise
                 # cost every later run the second statement.
-                cached_wide = exists().where(
-                    t_host_site.c.host_key == host_key, t_host_site.c.domain_key == domain_key
-                )
+                cached_wide = exists().where(matches_pair(t_host_site, host, domain))
                 condition = and_(condition, or_(~wide, ~cached_wide))
                 columns = [
                     case((wide, ""), else_=narrow_text(host_key, narrow)).label("host_key"),

@@ -295,18 +295,23 @@ _render_as(
 )
 
 
-class truncated(FunctionElement[str]):  # noqa: N801
-    """truncated(text, n): at most n characters (Oracle and MySQL: bytes, the unit of their
-    key columns, VARCHAR2(n BYTE) and VARBINARY(n)).
-
-    n is written into the SQL, not bound: PostgreSQL's rendering needs it as a type modifier,
-    and as SQL text it is part of the statement's cache key (a bound value is not)."""
+class _text_of_length(FunctionElement[str]):  # noqa: N801
+    """A text and a length n, written into the SQL, not bound: PostgreSQL's rendering of
+    `truncated` needs it as a type modifier, and as SQL text it is part of the statement's
+    cache key (a bound value is not)."""
 
     type = String()
     inherit_cache = True
 
     def __init__(self, text: Any, length: int) -> None:
         super().__init__(text, literal_column(str(int(length))))
+
+
+class truncated(_text_of_length):  # noqa: N801
+    """truncated(text, n): at most n characters (Oracle and MySQL: bytes, the unit of their
+    key columns, VARCHAR2(n BYTE) and VARBINARY(n))."""
+
+    inherit_cache = True
 
 
 _render_as(
@@ -318,16 +323,12 @@ _render_as(
 )
 
 
-class narrow_text(FunctionElement[str]):  # noqa: N801
+class narrow_text(_text_of_length):  # noqa: N801
     """narrow_text(text, n): `text`, of at most n characters, declared that narrow. The caller
     makes sure it is no longer (nothing is cut). Only MySQL/MariaDB need it
     (`narrow_distinct_chars`); elsewhere it is the text as it is."""
 
-    type = String()
     inherit_cache = True
-
-    def __init__(self, text: Any, length: int) -> None:
-        super().__init__(text, literal_column(str(int(length))))
 
 
 _render_as(

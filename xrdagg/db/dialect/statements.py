@@ -114,8 +114,17 @@ def _insert_in_key_order(element: InsertInKeyOrder, compiler: Any, **kw: Any) ->
     source = element.source
     if compiler.dialect.name in _SORTS_INSERTS:
         source = source.order_by(source.selected_columns[element.first])
-    target = compiler.preparer.format_table(element.table)
-    cols = ", ".join(compiler.preparer.quote(c) for c in element.columns)
+    return _insert_select(compiler, element.table, element.columns, source, **kw)
+
+
+def _insert_select(
+    compiler: Any, table: Table, columns: Sequence[str], source: Select[Any], **kw: Any
+) -> str:
+    """INSERT INTO `table` (`columns`) `source`, written out: a custom statement's own
+    rendering cannot hand SQLAlchemy's Insert to its compiler (it takes the Insert for the
+    statement being compiled). Columns left out take their server defaults."""
+    target = compiler.preparer.format_table(table)
+    cols = ", ".join(compiler.preparer.quote(c) for c in columns)
     return f"INSERT INTO {target} ({cols}) {compiler.process(source, **kw)}"
 
 
@@ -484,9 +493,8 @@ def _fill_stage_create(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
 
 @compiles(fill_stage_as, "oracle")
 def _fill_stage_insert(element: fill_stage_as, compiler: Any, **kw: Any) -> str:
-    target = compiler.preparer.format_table(element.table)
-    columns = ", ".join(compiler.preparer.quote(c.name) for c in element.source.selected_columns)
-    return f"INSERT INTO {target} ({columns}) {compiler.process(element.source, **kw)}"
+    columns = [c.name for c in element.source.selected_columns]
+    return _insert_select(compiler, element.table, columns, element.source, **kw)
 
 
 def analyze_table(conn: Connection, table: Table, rows: int, *, always: bool = False) -> None:
