@@ -52,7 +52,10 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
             "recompute speed-up, 4 vs 1 worker (target ≥ 3×)",
             _ratio(w4 and w1 and w1["s"] / w4["s"]),
         ),
-        ("recompute chunks (a chunk is a day)", str(w1["chunks"]) if w1 else "–"),
+        (
+            "recompute chunks, 1 / 4 workers",
+            " / ".join(str(w["chunks"]) if w else "–" for w in (w1, w4)),
+        ),
         ("recompute, 1 worker, every statistics row wrong (s)", _seconds(spoiled)),
         ("recompute, every row wrong ÷ floor", _ratio(spoiled and spoiled / floor)),
         ("audit of fed, every day, consistent (s)", _seconds(r.get("audit_s"))),
@@ -198,7 +201,9 @@ raw row, as on a busier real day. Then, per backend and mix:
   its run log.
 - **batch**: new rows inserted after the watermark, then `xrdagg run fed10` again.
 - **recompute**: fed10 over every day of data, through the recompute API, with 1 worker, and
-  with 4 on PostgreSQL and MariaDB (SQLite has one writer and refuses more); a chunk is a day.
+  with 4 on PostgreSQL and MariaDB (SQLite has one writer and refuses more); chunks as
+  `xrdagg recompute` plans them: consecutive days while their rows fit in one chunk (1M rows),
+  and with 4 workers no chunk of several days holds more than a quarter of the rows.
   The statistics are right before it (the catch-up and the batch made them), as they mostly are
   when a range is recomputed: PostgreSQL then writes only the rows that differ (a fraction of a
   percent, sums of fractional shares taken in another order), the others rewrite every row.

@@ -10,7 +10,8 @@ mix is the one the goals are judged on, the *worst* one draws every key per row)
 - catch-up:  `xrdagg run fed10` over all N rows, in its own process (peak memory: its VmHWM);
 - batch:     ~20k new rows arriving after the watermark, then `xrdagg run fed10` again;
 - recompute: fed10 over every day of data with 1 worker, and with 4 on the servers (SQLite has
-             one writer: it refuses more than 1); a chunk is a day, as `xrdagg recompute` plans it;
+             one writer: it refuses more than 1); chunks as `xrdagg recompute` plans them (days
+             merged while their rows fit in one chunk, and for 4 workers at least 4 chunks);
              once more with 1 worker after every statistics row was made wrong;
 - audit:     `xrdagg audit --source fed` over every day, after the recompute (consistent), as
              a share of the 1-worker recompute (issue 10: under 10%);
@@ -146,7 +147,7 @@ def recompute_fed10(
     specs = [s for s in load_job_specs(ROOT / "jobs") if s.name == "fed10"]
     started = time.perf_counter()
     job = Recompute(engine, specs)
-    recompute_id, chunks = job.start(first, last, DEFAULT_MAX_CHUNK_ROWS)
+    recompute_id, chunks = job.start(first, last, DEFAULT_MAX_CHUNK_ROWS, workers=workers)
     results = job.run(recompute_id, chunks, workers=workers)
     elapsed = time.perf_counter() - started
     return elapsed, sum(r.rows_read for r in results), len(chunks)

@@ -70,10 +70,13 @@ def _loaded(db: Harness, n: int = 2000) -> list[dict]:
     return fed
 
 
+_RECOMPUTE_3_DAYS = ["recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--job", "fed10"]
+
+
 def test_two_overlapping_recomputes_never_double_count(db: Harness, tmp_path: Path) -> None:
     fed = _loaded(db)
     release = tmp_path / "release"
-    args = ["recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--job", "fed10"]
+    args = _RECOMPUTE_3_DAYS
     first = Proc(db, ["--hold-chunk", str(release)], args)
     try:
         first.wait_for("chunk written")  # the first holds its first chunk, written, not committed
@@ -110,7 +113,8 @@ def test_a_shorter_recompute_cannot_lift_the_pause_of_a_longer_one(
     long = Proc(
         db,
         ["--hold-after-chunk", str(release)],
-        ["recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--job", "fed10"],
+        # A chunk a day: it holds between two of them.
+        [*_RECOMPUTE_3_DAYS, "--max-chunk-days", "1"],
     )
     long.wait_for("chunk committed")  # between two chunks: it holds its pause, no lock
     # Overlapping: refused, naming the holder. Disjoint (another day): allowed, and when it
@@ -288,7 +292,8 @@ def test_a_recompute_whose_pause_is_forced_away_stops_before_writing(
     recompute = Proc(
         db,
         ["--hold-after-chunk", str(release)],
-        ["recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--job", "fed10"],
+        # A chunk a day: it holds between two of them.
+        [*_RECOMPUTE_3_DAYS, "--max-chunk-days", "1"],
     )
     try:
         recompute.wait_for("chunk committed")

@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import pandas as pd
 import pytest
 from sqlalchemy import delete, insert, select, text
 
-from tests.helpers import Harness, check_invariant, generated_rows
+from tests.helpers import Harness, check_invariant, fed, generated_rows
 from xrdagg.config import PROJECT_ROOT
 from xrdagg.db.tables import (
     t_job_pause,
@@ -22,6 +23,7 @@ from xrdagg.db.tables import (
     t_stats_avg,
     t_user_activity,
 )
+from xrdagg.jobs.chunks import plan_chunks
 
 T0 = datetime(2024, 3, 1)
 
@@ -143,16 +145,57 @@ def test_a_recompute_writes_only_the_rows_that_differ_on_postgresql(db: Harness,
     check_invariant(db, [("fed", r) for r in fed])
 
 
+def test_the_chunk_plan_merges_small_days_and_splits_large_ones(db: Harness) -> None:
+    # Raw rows ending on six days: 3, 2, 0, 9, 4 and 1 (a recompute plans by END_DATE alone).
+    per_day = [3, 2, 0, 9, 4, 1]
+    db.insert_raw(
+        "fed",
+        [
+            fed(end_date=T0 + timedelta(days=day, hours=1 + i), insert_date=T0 + timedelta(days=9))
+            for day, n in enumerate(per_day)
+            for i in range(n)
+        ],
+    )
+
+    def plan(max_rows: int, **options: int) -> list[tuple[int, float, int]]:
+        with db.engine.connect() as conn:
+            chunks = plan_chunks(
+                conn, [db.jobs["fed10"]], T0, T0 + timedelta(days=5), max_rows, **options
+            )
+        # (first day, days spanned, raw rows): the chunks tile the six days in order
+        assert chunks[0].start == T0 and chunks[-1].end == T0 + timedelta(days=6)
+        assert all(a.end == b.start for a, b in pairwise(chunks))
+        return [
+            ((c.start - T0).days, (c.end - c.start) / timedelta(days=1), c.raw_rows) for c in chunks
+        ]
+
+    # Days whose rows fit in a chunk together are one; the day with more is split in two.
+    assert plan(6) == [(0, 3, 5), (3, 0.5, 4), (3, 0.5, 4), (4, 2, 5)]
+    assert plan(100) == [(0, 6, 19)]
+    assert plan(100, max_days=4) == [(0, 4, 14), (4, 2, 5)]
+    assert plan(6, max_days=1) == [
+        (0, 1, 3), (1, 1, 2), (2, 1, 0), (3, 0.5, 4), (3, 0.5, 4), (4, 1, 4), (5, 1, 1)
+    ]  # fmt: skip
+    # Five workers: a chunk of several days holds at most a fifth of the rows (4 of 19).
+    assert plan(100, workers=5) == [(0, 1, 3), (1, 2, 2), (3, 1, 9), (4, 1, 4), (5, 1, 1)]
+
+
 def test_dry_run_changes_nothing(db: Harness, cli) -> None:
     _rows(db, "fed", 500, 4)
     db.run("fed10", T0 + timedelta(days=10))
     before = db.table("t_stats_avg")
+    # The three days' rows fit in one chunk: a chunk of them per job (EOS's holds none).
     result = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--dry-run")
     assert result.exit_code == 0
     assert re.search(
-        r"fed10\s+2024-03-01 00:00 \.\. 2024-03-02 00:00\s+\d+ raw rows", result.output
+        r"fed10\s+2024-03-01 00:00 \.\. 2024-03-04 00:00\s+500 raw rows", result.output
     )
-    assert "6 chunks, 500 raw rows; nothing changed" in result.output
+    assert "2 chunks, 500 raw rows; nothing changed" in result.output
+    days = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--dry-run",
+               "--max-chunk-days", "1")  # fmt: skip
+    assert days.exit_code == 0
+    assert re.search(r"fed10\s+2024-03-01 00:00 \.\. 2024-03-02 00:00\s+\d+ raw rows", days.output)
+    assert "6 chunks, 500 raw rows; nothing changed" in days.output
     pd.testing.assert_frame_equal(db.table("t_stats_avg"), before)
 
 
@@ -162,7 +205,8 @@ def test_a_killed_recompute_resumes_to_the_same_tables(db: Harness, cli) -> None
     _tamper(db)
     crashed = subprocess.run(
         [sys.executable, "-m", "tests.runner_process", "--kill-in-chunk", "3", "--",
-         "recompute", "--from", "2024-02-28", "--to", "2024-03-04", "--job", "fed10"],
+         "recompute", "--from", "2024-02-28", "--to", "2024-03-04", "--job", "fed10",
+         "--max-chunk-days", "1"],
         cwd=PROJECT_ROOT, env={**os.environ, **db.backend.env}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert crashed.returncode == -9, crashed.stdout + crashed.stderr
@@ -207,6 +251,8 @@ def test_progress_bar_in_a_terminal_and_plain_lines_in_a_pipe(db: Harness) -> No
         "2024-03-02",
         "--job",
         "fed10",
+        "--max-chunk-days",
+        "1",
     ]
     env = {**os.environ, **db.backend.env, "COLUMNS": "120"}
     piped = subprocess.run(
@@ -262,7 +308,9 @@ def test_a_chunk_that_loses_a_deadlock_is_rebuilt_again(db: Harness, monkeypatch
 
     monkeypatch.setattr(recompute_module, "rebuild_chunk", deadlocking_once)
     job = Recompute(db.engine, [db.jobs["fed10"]])
-    recompute_id, chunks = job.start(T0 - timedelta(days=1), T0 + timedelta(days=4), 1_000_000)
+    recompute_id, chunks = job.start(
+        T0 - timedelta(days=1), T0 + timedelta(days=4), 1_000_000, max_days=1
+    )
     done = job.run(recompute_id, chunks)
     assert len(calls) == len(chunks) + 1 and calls[1] == calls[2]  # the same chunk, taken again
     assert sorted(r.chunk.start for r in done) == sorted(c.start for c in chunks)

@@ -93,7 +93,7 @@ def test_a_chunk_in_flight_leaves_the_others_to_take(db: Harness) -> None:
     db.insert_raw("fed", generated_rows(600, start=T0, days=3, seed=23))
     db.run("fed10", T0 + timedelta(days=10))
     recompute = Recompute(db.engine, [db.jobs["fed10"]])
-    recompute_id, chunks = recompute.start(T0, T0 + timedelta(days=2), 1_000_000)
+    recompute_id, chunks = recompute.start(T0, T0 + timedelta(days=2), 1_000_000, max_days=1)
     try:
         assert len(chunks) == 3
         with (

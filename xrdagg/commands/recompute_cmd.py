@@ -25,7 +25,13 @@ from xrdagg.commands.common import (
     pass_context,
 )
 from xrdagg.errors import ConfigError, XrdaggError
-from xrdagg.jobs.chunks import DEFAULT_MAX_CHUNK_ROWS, Chunk, ChunkResult, plan_chunks
+from xrdagg.jobs.chunks import (
+    DEFAULT_MAX_CHUNK_DAYS,
+    DEFAULT_MAX_CHUNK_ROWS,
+    Chunk,
+    ChunkResult,
+    plan_chunks,
+)
 from xrdagg.jobs.recompute import Recompute
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.operations import roll_up_after_rebuild, select_jobs
@@ -55,7 +61,15 @@ from xrdagg.operations import roll_up_after_rebuild, select_jobs
     type=click.IntRange(min=1000),
     default=DEFAULT_MAX_CHUNK_ROWS,
     show_default=True,
-    help="Split a day with more raw rows than this.",
+    help="Raw rows a chunk holds at most: consecutive days are one chunk while their rows "
+    "fit, and a day with more is split.",
+)
+@click.option(
+    "--max-chunk-days",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CHUNK_DAYS,
+    show_default=True,
+    help="Consecutive days one chunk spans at most (1: a chunk per day).",
 )
 @pass_context
 @operator_errors
@@ -68,6 +82,7 @@ def recompute(
     dry_run: bool,
     resume: bool,
     max_chunk_rows: int,
+    max_chunk_days: int,
 ) -> None:
     """Rebuild the statistics of the days --from..--to from the raw tables.
 
@@ -87,7 +102,10 @@ def recompute(
     job = Recompute(ctx.engine, specs, lease_seconds=ctx.settings.pause_lease_seconds)
     with interrupt_on_signals():
         try:
-            _recompute(ctx, job, specs, day_from, day_to, workers, dry_run, resume, max_chunk_rows)
+            _recompute(
+                ctx, job, specs, day_from, day_to, workers, dry_run, resume,
+                max_chunk_rows, max_chunk_days,
+            )  # fmt: skip
         finally:
             job.release()
 
@@ -102,6 +120,7 @@ def _recompute(
     dry_run: bool,
     resume: bool,
     max_chunk_rows: int,
+    max_chunk_days: int,
 ) -> None:
     if resume:
         recompute_id, chunks = job.resume()
@@ -115,7 +134,10 @@ def _recompute(
             raise click.BadParameter("--to is before --from", param_hint="--to")
         if dry_run:
             with ctx.engine.connect() as conn:
-                planned = plan_chunks(conn, specs, first, last, max_chunk_rows)
+                planned = plan_chunks(
+                    conn, specs, first, last, max_chunk_rows,
+                    max_days=max_chunk_days, workers=workers,
+                )  # fmt: skip
             for c in planned:
                 console.print(
                     f"{c.job}\t{c.start:%Y-%m-%d %H:%M} .. {c.end:%Y-%m-%d %H:%M}\t"
@@ -126,7 +148,9 @@ def _recompute(
                 "nothing changed"
             )
             return
-        recompute_id, chunks = job.start(first, last, max_chunk_rows)
+        recompute_id, chunks = job.start(
+            first, last, max_chunk_rows, max_days=max_chunk_days, workers=workers
+        )
         console.print(
             f"recompute {recompute_id}: {len(chunks)} chunks, "
             f"jobs paused: {', '.join(s.name for s in specs)}"

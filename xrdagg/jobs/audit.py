@@ -276,7 +276,7 @@ def repair_with_recompute(
     for name, job in jobs.items():
         for first, last in _runs(result.days_to_rebuild(name)):
             recompute = Recompute(engine, [job])
-            recompute_id, chunks = recompute.start(first, last, max_chunk_rows)
+            recompute_id, chunks = recompute.start(first, last, max_chunk_rows, workers=workers)
             try:
                 done = recompute.run(recompute_id, chunks, workers=workers)
             except BaseException:

@@ -5,8 +5,9 @@ INSERT_DATE <= the job's watermark give (where it can, writing only the rows tha
 `dialect.OwnRowsRewrite`): the rows ending in it (user activity, access pattern), arriving in it
 (message rate), and active in it (the matrix: rows ending in it, or ending up to 7 days later and
 starting before c1). It leaves the SPEC §6 invariant true, so a
-recompute can stop between any two chunks. Chunks are planned a day each, split into runs of
-whole bins when a day holds more raw rows than a chunk should.
+recompute can stop between any two chunks. Chunks are planned by the raw rows ending in them:
+consecutive days whose rows fit in one chunk together are one chunk, and a day holding more raw
+rows than a chunk should is split into runs of whole bins.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 
 DEFAULT_MAX_CHUNK_ROWS = 1_000_000
+# Consecutive days merged into one chunk, at most: progress and `--resume` stay a month fine
+# even where a month's rows would fit in one chunk.
+DEFAULT_MAX_CHUNK_DAYS = 31
 C0 = bindparam("chunk_lo", type_=UtcDate())
 C1 = bindparam("chunk_hi", type_=UtcDate())
 C1_REACH = bindparam("chunk_reach", type_=UtcDate())  # c1 + 7 days: the last end a row can have
@@ -165,28 +169,79 @@ def plan_chunks(
     day_from: datetime,
     day_to: datetime,
     max_rows: int = DEFAULT_MAX_CHUNK_ROWS,
+    *,
+    max_days: int = DEFAULT_MAX_CHUNK_DAYS,
+    workers: int = 1,
 ) -> list[Chunk]:
-    """A chunk per job and day in [day_from, day_to]; a day with more than `max_rows` raw rows
-    ending in it is split into equal runs of whole 10-minute bins."""
+    """The chunks of each job over the days [day_from, day_to], sized by the raw rows ending in
+    them: consecutive days whose rows together are at most `max_rows` (at most `max_days` of
+    them) are one chunk, and a day with more than `max_rows` is split into equal runs of whole
+    10-minute bins. A chunk of several days holds at most a `workers`-th of the job's rows, so
+    that each of the workers has one to take.
+
+    Every chunk reads its own rows and, for the rows active in it, the 7 days after it, and
+    stages them in one statement: a few large chunks cost less than many small ones (a recompute
+    of 1M rows over 4 days on PostgreSQL, a chunk a day against one: 7.6-8.0 s against 6.3-6.4
+    s; `docs/decisions.md`, "Chunks are sized by raw rows")."""
     chunks: list[Chunk] = []
     for job in jobs:
         if job.source is None:
             continue
-        raw = SOURCES[job.source].raw
-        day = day_from
-        while day <= day_to:
-            nxt = day + timedelta(days=1)
-            rows = conn.execute(
-                select(func.count())
-                .select_from(raw)
-                .where(raw.c.end_date >= day, raw.c.end_date < nxt)
-            ).scalar_one()
-            parts = max(1, math.ceil(rows / max_rows))
-            bins_per_part = math.ceil(144 / parts)
-            start = day
-            while start < nxt:
-                end = min(start + timedelta(seconds=bins_per_part * BIN_SECONDS), nxt)
-                chunks.append(Chunk(job.name, job.source, start, end, rows // parts))
-                start = end
-            day = nxt
+        days = _rows_per_day(conn, SOURCES[job.source], day_from, day_to)
+        merge_up_to = min(max_rows, math.ceil(sum(rows for _, rows in days) / max(workers, 1)))
+        run: list[tuple[datetime, int]] = []  # consecutive days that make one chunk
+        for day, rows in days:
+            if run and (
+                rows > max_rows
+                or len(run) >= max_days
+                or sum(r for _, r in run) + rows > merge_up_to
+            ):
+                chunks.append(_days_chunk(job, run))
+                run = []
+            if rows > max_rows:
+                chunks += _split_day(job, day, rows, max_rows)
+            else:
+                run.append((day, rows))
+        if run:
+            chunks.append(_days_chunk(job, run))
+    return chunks
+
+
+def _rows_per_day(
+    conn: Connection, source: Source, day_from: datetime, day_to: datetime
+) -> list[tuple[datetime, int]]:
+    """Each day of [day_from, day_to] and the raw rows of `source` ending in it (one count a
+    day, which the END_DATE index answers)."""
+    raw = source.raw
+    days = []
+    day = day_from
+    while day <= day_to:
+        nxt = day + timedelta(days=1)
+        rows = conn.execute(
+            select(func.count()).select_from(raw).where(raw.c.end_date >= day, raw.c.end_date < nxt)
+        ).scalar_one()
+        days.append((day, int(rows)))
+        day = nxt
+    return days
+
+
+def _days_chunk(job: JobSpec, days: Sequence[tuple[datetime, int]]) -> Chunk:
+    """One chunk of the consecutive `days` (each with its rows)."""
+    first, last = days[0][0], days[-1][0]
+    return Chunk(
+        job.name, str(job.source), first, last + timedelta(days=1), sum(r for _, r in days)
+    )
+
+
+def _split_day(job: JobSpec, day: datetime, rows: int, max_rows: int) -> list[Chunk]:
+    """`day` in equal runs of whole 10-minute bins, each with about `max_rows` rows or fewer."""
+    parts = math.ceil(rows / max_rows)
+    bins_per_part = math.ceil(144 / parts)
+    end_of_day = day + timedelta(days=1)
+    chunks = []
+    start = day
+    while start < end_of_day:
+        end = min(start + timedelta(seconds=bins_per_part * BIN_SECONDS), end_of_day)
+        chunks.append(Chunk(job.name, str(job.source), start, end, rows // parts))
+        start = end
     return chunks

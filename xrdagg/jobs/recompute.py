@@ -53,6 +53,7 @@ from xrdagg.db.tables import (
 from xrdagg.errors import XrdaggError
 from xrdagg.jobs import agent
 from xrdagg.jobs.chunks import (
+    DEFAULT_MAX_CHUNK_DAYS,
     Chunk,
     ChunkResult,
     plan_chunks,
@@ -117,8 +118,17 @@ class Recompute:
         self.lease_seconds = lease_seconds
         self.lease: PauseLease | None = None
 
-    def start(self, day_from: datetime, day_to: datetime, max_rows: int) -> tuple[int, list[Chunk]]:
-        """Pause the jobs, plan the chunks and record them; returns (recompute id, chunks)."""
+    def start(
+        self,
+        day_from: datetime,
+        day_to: datetime,
+        max_rows: int,
+        *,
+        max_days: int = DEFAULT_MAX_CHUNK_DAYS,
+        workers: int = 1,
+    ) -> tuple[int, list[Chunk]]:
+        """Pause the jobs, plan the chunks (`plan_chunks`: for `workers` at once) and record
+        them; returns (recompute id, chunks)."""
         with self.engine.begin() as conn:
             recompute_id = conn.execute(
                 insert(t_recompute)
@@ -132,7 +142,9 @@ class Recompute:
                 )
                 .returning(t_recompute.c.recompute_id)
             ).scalar_one()
-            chunks = plan_chunks(conn, self.jobs, day_from, day_to, max_rows)
+            chunks = plan_chunks(
+                conn, self.jobs, day_from, day_to, max_rows, max_days=max_days, workers=workers
+            )
             if chunks:
                 conn.execute(
                     insert(t_recompute_chunk),
