@@ -193,7 +193,9 @@ on PostgreSQL, a throw-away database on MariaDB) holding the generated rows (`xr
 - **worst** mix: every key drawn independently per row, almost one statistics row per raw row.
 
 The calibration is per day of about 114k rows: more rows a day give fewer statistics rows per
-raw row, as on a busier real day. Then, per backend and mix:
+raw row, as on a busier real day. The loaded rows are analysed (PostgreSQL, MariaDB), and on
+PostgreSQL vacuumed as autovacuum would have done long before they are recomputed (this server
+runs without autovacuum); the batch's rows are not. Then, per backend and mix:
 
 - **floor**: the bare `GROUP BY` of the raw rows by 10-minute bin of END_DATE (count, sum of
   bytes), fetched; the best of two.
