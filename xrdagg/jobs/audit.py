@@ -255,8 +255,9 @@ def repair_in_transaction(
     `audit(lock=True)`."""
     for name, job in jobs.items():
         watermark = result.watermarks.get(name) or BEGINNING
-        for day in result.days_to_rebuild(name):
-            for chunk in plan_chunks(conn, [job], day, day, max_chunk_rows):
+        # Consecutive days together: their chunks are planned as a recompute's are.
+        for first, last in _runs(result.days_to_rebuild(name)):
+            for chunk in plan_chunks(conn, [job], first, last, max_chunk_rows):
                 result.repaired_rows += rebuild_chunk(conn, chunk, watermark)
     result.repaired = list(result.differences)
 
