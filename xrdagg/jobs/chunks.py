@@ -189,21 +189,39 @@ def plan_chunks(
             continue
         days = _rows_per_day(conn, SOURCES[job.source], day_from, day_to)
         merge_up_to = min(max_rows, math.ceil(sum(rows for _, rows in days) / max(workers, 1)))
-        run: list[tuple[datetime, int]] = []  # consecutive days that make one chunk
-        for day, rows in days:
-            if run and (
-                rows > max_rows
-                or len(run) >= max_days
-                or sum(r for _, r in run) + rows > merge_up_to
-            ):
-                chunks.append(_days_chunk(job, run))
-                run = []
-            if rows > max_rows:
-                chunks += _split_day(job, day, rows, max_rows)
-            else:
-                run.append((day, rows))
-        if run:
-            chunks.append(_days_chunk(job, run))
+        chunks += _job_chunks(job.name, job.source, days, max_rows, max_days, merge_up_to)
+    return chunks
+
+
+def _job_chunks(
+    job: str,
+    source: str,
+    days: Sequence[tuple[datetime, int]],
+    max_rows: int,
+    max_days: int,
+    merge_up_to: int,
+) -> list[Chunk]:
+    """The chunks of one job over consecutive `days` (each with its raw rows): runs of days
+    with at most `merge_up_to` rows and `max_days` days, and the days with more than `max_rows`
+    split."""
+    chunks: list[Chunk] = []
+    first: datetime | None = None  # the first day of the run of days being merged
+    run_days = run_rows = 0
+    for day, rows in days:
+        mergeable = rows <= max_rows
+        if first is not None and (
+            not mergeable or run_days >= max_days or run_rows + rows > merge_up_to
+        ):
+            chunks.append(Chunk(job, source, first, day, run_rows))  # the run ends at this day
+            first = None
+        if not mergeable:
+            chunks += _split_day(job, source, day, rows, max_rows)
+        elif first is None:
+            first, run_days, run_rows = day, 1, rows
+        else:
+            run_days, run_rows = run_days + 1, run_rows + rows
+    if first is not None:
+        chunks.append(Chunk(job, source, first, days[-1][0] + timedelta(days=1), run_rows))
     return chunks
 
 
@@ -225,15 +243,7 @@ def _rows_per_day(
     return days
 
 
-def _days_chunk(job: JobSpec, days: Sequence[tuple[datetime, int]]) -> Chunk:
-    """One chunk of the consecutive `days` (each with its rows)."""
-    first, last = days[0][0], days[-1][0]
-    return Chunk(
-        job.name, str(job.source), first, last + timedelta(days=1), sum(r for _, r in days)
-    )
-
-
-def _split_day(job: JobSpec, day: datetime, rows: int, max_rows: int) -> list[Chunk]:
+def _split_day(job: str, source: str, day: datetime, rows: int, max_rows: int) -> list[Chunk]:
     """`day` in equal runs of whole 10-minute bins, each with about `max_rows` rows or fewer."""
     parts = math.ceil(rows / max_rows)
     bins_per_part = math.ceil(144 / parts)
@@ -242,6 +252,6 @@ def _split_day(job: JobSpec, day: datetime, rows: int, max_rows: int) -> list[Ch
     start = day
     while start < end_of_day:
         end = min(start + timedelta(seconds=bins_per_part * BIN_SECONDS), end_of_day)
-        chunks.append(Chunk(job.name, str(job.source), start, end, rows // parts))
+        chunks.append(Chunk(job, source, start, end, rows // parts))
         start = end
     return chunks
