@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     exc,
+    text,
     tuple_,
     update,
 )
@@ -579,3 +580,30 @@ def tune_for_aggregation(conn: Connection) -> None:
         # only lets its later statements keep their temporary tables in memory as well.
         size = MYSQL_AGGREGATION_TMP_TABLE_BYTES
         conn.exec_driver_sql(f"SET SESSION tmp_table_size = {size}, max_heap_table_size = {size}")
+
+
+def estimated_rows(conn: Connection, table: Table) -> int | None:
+    """The rows of `table` as its last ANALYZE (or VACUUM) counted them, from the catalogue,
+    where a count would read the table: PostgreSQL; None elsewhere, and before any ANALYZE."""
+    if conn.dialect.name != "postgresql":
+        return None
+    name = conn.dialect.identifier_preparer.format_table(table)
+    rows = conn.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": name}
+    ).scalar()
+    return None if rows is None or rows < 0 else int(rows)
+
+
+def join_by_index_lookups(conn: Connection, lookups: bool) -> None:
+    """From now on in this transaction (`lookups`), or no longer, join the rows a statement
+    reads to other tables by looking each one up in their indexes, never by hashing a whole
+    table.
+
+    PostgreSQL prices a hash of a large table below that many index lookups, as if a lookup
+    went to disk, so an incremental batch's pair search and staging each hashed the whole
+    resolution cache to join 20k raw rows to it: with 1.1M cached pairs 0.41 s and 0.68 s,
+    against 0.04 s and 0.10 s by lookups (112k pairs: the staging 0.13 s against 0.095 s).
+    SQLite and MySQL/MariaDB join by index lookups already; Oracle is left to its planner.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL enable_hashjoin = {'off' if lookups else 'DEFAULT'}")
