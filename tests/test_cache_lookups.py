@@ -1,6 +1,7 @@
 """An incremental window of a few rows against a large resolution cache looks its pairs up in the
 cache's index (`dialect.join_by_index_lookups`) instead of hashing the whole cache, which grows
-with every host ever seen; a window of many rows still hashes it. The statistics are the same."""
+with every host ever seen; a window of many rows leaves the join to PostgreSQL's planner. The
+statistics are the same either way."""
 
 from __future__ import annotations
 
@@ -35,10 +36,15 @@ def _fill_cache(db: Harness, pairs: int) -> None:
 _WATCHED = (("pairs", "SELECT pairs.host_key"), ("stage", "CREATE TEMPORARY TABLE t_stage_group"))
 
 
-def _cache_plans(db: Harness) -> tuple[dict[str, str], Any]:
-    """The plans of the run's pair search and staging as it runs them, each after whether hash
-    joins were allowed ("enable_hashjoin = on"); filled in by a listener, which the returned
-    callable removes."""
+def _run_watching_plans(db: Harness, cached: int, raw_rows: int, seed: int) -> dict[str, str]:
+    """`cached` pairs in the cache, then a run of `raw_rows` new raw rows, checked against the
+    invariant; returns the plans of the run's pair search and staging as it ran them, each
+    after whether hash joins were allowed ("enable_hashjoin = on")."""
+    _fill_cache(db, cached)
+    rows = generated_rows(raw_rows, start=T0, days=0.5, seed=seed)
+    db.insert_raw("fed", rows)
+    with db.engine.begin() as conn:  # as autovacuum keeps them: the planner knows the rows
+        conn.execute(text("ANALYZE t_raw_fed"))
     plans: dict[str, str] = {}
 
     def explain(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
@@ -51,7 +57,14 @@ def _cache_plans(db: Harness) -> tuple[dict[str, str], Any]:
                 plans[name] = "\n".join([allowed, *(row[0] for row in cursor.fetchall())])
 
     event.listen(db.engine, "before_cursor_execute", explain)
-    return plans, lambda: event.remove(db.engine, "before_cursor_execute", explain)
+    try:
+        db.run("fed10", T0 + timedelta(days=2))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", explain)
+    assert set(plans) == {"pairs", "stage"}
+    db.run("daily")
+    check_invariant(db, [("fed", r) for r in rows])
+    return plans
 
 
 def test_a_small_window_looks_its_pairs_up_in_a_large_cache(db: Harness) -> None:
@@ -59,45 +72,24 @@ def test_a_small_window_looks_its_pairs_up_in_a_large_cache(db: Harness) -> None
         with db.engine.connect() as conn:
             assert not few_rows_for_cache(conn, 1)  # no estimate: the plans are the database's
         pytest.skip("only PostgreSQL hashes a whole table to join a few rows to it")
-    _fill_cache(db, CACHED)
-    rows = generated_rows(2000, start=T0, days=0.5, seed=61)
-    db.insert_raw("fed", rows)
-    with db.engine.begin() as conn:  # as autovacuum keeps them: the planner knows the rows
-        conn.execute(text("ANALYZE t_raw_fed"))
     with db.engine.connect() as conn:
-        assert few_rows_for_cache(conn, len(rows))
-        assert not few_rows_for_cache(conn, int(CACHED * LOOKUP_ROWS_PER_CACHED_PAIR) + 1)
-    plans, stop = _cache_plans(db)
-    try:
-        db.run("fed10", T0 + timedelta(days=2))
-    finally:
-        stop()
-    assert set(plans) == {"pairs", "stage"}
+        assert not few_rows_for_cache(conn, 1)  # an empty cache
+    plans = _run_watching_plans(db, CACHED, 2000, seed=61)
+    with db.engine.connect() as conn:
+        assert few_rows_for_cache(conn, 2000)
+        assert not few_rows_for_cache(conn, int(CACHED * LOOKUP_ROWS_PER_CACHED_PAIR) + 1000)
+        assert conn.exec_driver_sql("SHOW enable_hashjoin").scalar() == "on"  # gone at commit
     for name, plan in plans.items():
         # Looked up in its primary key, never read whole (into a hash) for 2,000 rows.
         assert plan.startswith("enable_hashjoin = off"), (name, plan)
         assert "Seq Scan on t_host_site" not in plan, (name, plan)
         assert "pk_t_host_site" in plan, (name, plan)
-    db.run("daily")
-    check_invariant(db, [("fed", r) for r in rows])
-    with db.engine.connect() as conn:  # the transaction's setting went with it
-        assert conn.exec_driver_sql("SHOW enable_hashjoin").scalar() == "on"
 
 
 def test_a_large_window_leaves_the_join_to_the_planner(db: Harness) -> None:
     if db.dialect != "postgresql":
         pytest.skip("only PostgreSQL chooses between the two")
-    _fill_cache(db, 1000)
-    rows = generated_rows(3000, start=T0, days=0.5, seed=62)
-    db.insert_raw("fed", rows)
-    plans, stop = _cache_plans(db)
-    try:
-        db.run("fed10", T0 + timedelta(days=2))
-    finally:
-        stop()
+    plans = _run_watching_plans(db, 1000, 3000, seed=62)
     # More rows than a quarter of the cache: hash joins stay allowed (a first catch-up of 1M
     # rows against 112k cached pairs takes them).
-    assert set(plans) == {"pairs", "stage"}
     assert all(plan.startswith("enable_hashjoin = on") for plan in plans.values()), plans
-    db.run("daily")
-    check_invariant(db, [("fed", r) for r in rows])
