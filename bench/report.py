@@ -205,7 +205,9 @@ runs without autovacuum); the batch's rows are not. Then, per backend and mix:
 - **recompute**: fed10 over every day of data, through the recompute API, with 1 worker, and
   with 4 on PostgreSQL and MariaDB (SQLite has one writer and refuses more); chunks as
   `xrdagg recompute` plans them: consecutive days while their rows fit in one chunk (1M rows),
-  and with 4 workers no chunk of several days holds more than a quarter of the rows.
+  and with 4 workers no chunk of several days holds more than a quarter of the rows, so the 1-
+  and the 4-worker runs may rebuild different chunks (their counts are in the table), and the
+  speed-up compares the two plans as well as the workers.
   The statistics are right before it (the catch-up and the batch made them), as they mostly are
   when a range is recomputed: PostgreSQL then writes only the rows that differ (a fraction of a
   percent, sums of fractional shares taken in another order), the others rewrite every row.

@@ -11,7 +11,8 @@ mix is the one the goals are judged on, the *worst* one draws every key per row)
 - batch:     ~20k new rows arriving after the watermark, then `xrdagg run fed10` again;
 - recompute: fed10 over every day of data with 1 worker, and with 4 on the servers (SQLite has
              one writer: it refuses more than 1); chunks as `xrdagg recompute` plans them (days
-             merged while their rows fit in one chunk, and for 4 workers at least 4 chunks);
+             merged while their rows fit in one chunk; for 4 workers a chunk of several days
+             holds at most a quarter of the rows, so the two runs may have different chunks);
              once more with 1 worker after every statistics row was made wrong;
 - audit:     `xrdagg audit --source fed` over every day, after the recompute (consistent), as
              a share of the 1-worker recompute (issue 10: under 10%);

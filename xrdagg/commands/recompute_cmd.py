@@ -199,7 +199,7 @@ def _run_with_progress(
             eta = (total_rows - done_rows) / rate if rate else 0
             c = result.chunk
             err_console.print(
-                f"chunk {done}/{total} {c.job} {c.start:%Y-%m-%d %H:%M}: "
+                f"chunk {done}/{total} {c.job} {c.start:%Y-%m-%d %H:%M}..{c.end:%Y-%m-%d %H:%M}: "
                 f"{result.rows_read} rows in "
                 f"{result.duration_s:.1f}s; {rate:,.0f} rows/s, ETA {eta:.0f}s",
                 markup=False,

@@ -104,7 +104,7 @@ def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetim
     counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
     # A batch against a cache of every host ever seen: its pair search and its staging look
     # each pair up in the cache rather than hash the whole cache, which grows, each time.
-    by_lookups = few_rows_for_cache(conn, arrived)
+    by_lookups = arrived > 0 and few_rows_for_cache(conn, arrived)
     if by_lookups:
         join_by_index_lookups(conn, True)
     staged = stage_resolved(conn, source, window_condition(source), params, new_data=True)

@@ -583,8 +583,11 @@ def tune_for_aggregation(conn: Connection) -> None:
 
 
 def estimated_rows(conn: Connection, table: Table) -> int | None:
-    """The rows of `table` as its last ANALYZE (or VACUUM) counted them, from the catalogue,
-    where a count would read the table: PostgreSQL; None elsewhere, and before any ANALYZE."""
+    """The rows of `table`, one of xrdagg's own (the connection's default schema), as its last
+    ANALYZE (or VACUUM) counted them, from the catalogue, where a count would read the table:
+    PostgreSQL; None elsewhere, and before any ANALYZE."""
+    if table.schema is not None:
+        raise ValueError(f"{table.fullname}: only a table of the default schema is looked up")
     if conn.dialect.name != "postgresql":
         return None
     name = conn.dialect.identifier_preparer.format_table(table)
