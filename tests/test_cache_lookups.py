@@ -1,5 +1,5 @@
 """An incremental window of a few rows against a large resolution cache looks its pairs up in the
-cache's index (`dialect.join_by_index_lookups`) instead of hashing the whole cache, which grows
+cache's index (`dialect.joining_by_index_lookups`) instead of hashing the whole cache, which grows
 with every host ever seen; a window of many rows leaves the join to PostgreSQL's planner. The
 statistics are the same either way."""
 

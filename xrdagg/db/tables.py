@@ -358,7 +358,7 @@ t_host_site = Table(
     # SQLite only: every staged raw row probes the cache twice for (domain_name, site); holding
     # them in the index answers each probe from it alone, where SQLite's primary key (an index
     # beside a rowid table) went on to the table row. PostgreSQL hash-joins the cache (but for a
-    # window of few rows: `dialect.join_by_index_lookups`) and MariaDB clusters it on its key:
+    # window of few rows: `dialect.joining_by_index_lookups`) and MariaDB clusters it on its key:
     # there it only made each new pair dearer to write (revision 0012).
     Index("ix_host_site_resolution", "host_key", "domain_key", "domain_name", "site").ddl_if(
         dialect="sqlite"

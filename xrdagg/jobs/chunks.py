@@ -177,7 +177,7 @@ def plan_chunks(
     them: consecutive days whose rows together are at most `max_rows` (at most `max_days` of
     them) are one chunk, and a day with more than `max_rows` is split into equal runs of whole
     10-minute bins. A chunk of several days holds at most a `workers`-th of the job's rows, so
-    that each of the workers has one to take.
+    that the workers have chunks to take (a day is not split for them).
 
     Every chunk reads its own rows and, for the rows active in it, the 7 days after it, and
     stages them in one statement: a few large chunks cost less than many small ones (a recompute

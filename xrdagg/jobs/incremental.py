@@ -23,7 +23,7 @@ from sqlalchemy import (
     select,
 )
 
-from xrdagg.db.dialect import MergeInto, join_by_index_lookups, tune_for_aggregation
+from xrdagg.db.dialect import MergeInto, joining_by_index_lookups, tune_for_aggregation
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import contributions
 from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
@@ -104,12 +104,8 @@ def aggregate_window(conn: Connection, source: Source, lo: datetime, hi: datetim
     counts.rows_bad_insert = conn.execute(statements.count_null_insert, params).scalar_one()
     # A batch against a cache of every host ever seen: its pair search and its staging look
     # each pair up in the cache rather than hash the whole cache, which grows, each time.
-    by_lookups = arrived > 0 and few_rows_for_cache(conn, arrived)
-    if by_lookups:
-        join_by_index_lookups(conn, True)
-    staged = stage_resolved(conn, source, window_condition(source), params, new_data=True)
-    if by_lookups:
-        join_by_index_lookups(conn, False)
+    with joining_by_index_lookups(conn, arrived > 0 and few_rows_for_cache(conn, arrived)):
+        staged = stage_resolved(conn, source, window_condition(source), params, new_data=True)
     counts.rows_read, counts.new_pairs = staged.rows, staged.new_pairs
     counts.rows_bad_clock = arrived - staged.rows  # valid = in the window and no clock error
     if staged.odd_rows:

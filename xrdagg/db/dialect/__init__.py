@@ -62,7 +62,7 @@ from xrdagg.db.dialect.statements import (
     estimated_rows,
     fill_stage_as,
     insert_ignoring_duplicates,
-    join_by_index_lookups,
+    joining_by_index_lookups,
     tune_for_aggregation,
     update_each,
 )
@@ -104,7 +104,7 @@ __all__ = [
     "is_serialization_failure",
     "is_unreachable",
     "isolated_transaction",
-    "join_by_index_lookups",
+    "joining_by_index_lookups",
     "least_of",
     "lock_row",
     "lock_timeout",
