@@ -145,6 +145,43 @@ def test_a_recompute_writes_only_the_rows_that_differ_on_postgresql(db: Harness,
     check_invariant(db, [("fed", r) for r in fed])
 
 
+@pytest.mark.parametrize("by_scan", [True, False], ids=["scan", "indexes"])
+def test_a_chunk_read_by_a_scan_or_through_the_indexes_restores_the_statistics(
+    db: Harness, cli, monkeypatch: pytest.MonkeyPatch, by_scan: bool
+) -> None:
+    """A chunk reads its raw rows through the date indexes, or, where the database prefers a
+    scan for the chunk's share of the raw END_DATE span (SQLite, most of the table), by a scan
+    of the table: the same rows either way."""
+    from xrdagg.jobs import chunks as chunks_module
+
+    fed = _rows(db, "fed", 3000, 12)
+    db.run("fed10", T0 + timedelta(days=10))
+    db.run("daily")
+    _tamper(db)
+    shares: list[float] = []
+
+    def read_spy(dialect: str, share: float) -> bool:
+        shares.append(share)
+        return by_scan
+
+    monkeypatch.setattr(chunks_module, "prefers_scan", read_spy)
+    whole = cli("recompute", "--from", "2024-02-20", "--to", "2024-03-10", "--job", "fed10")
+    assert whole.exit_code == 0, whole.output
+    check_invariant(db, [("fed", r) for r in fed])
+    assert shares == [1.0]  # one chunk over every day: the whole END_DATE span
+    with db.engine.begin() as conn:  # rows of the days below only (spread rows reach back)
+        conn.execute(delete(t_user_activity))
+        conn.execute(
+            t_stats_access_pattern.update().values(accesses=t_stats_access_pattern.c.accesses * 2)
+        )
+    shares.clear()
+    days = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-03", "--job", "fed10",
+               "--max-chunk-days", "1")  # fmt: skip
+    assert days.exit_code == 0, days.output
+    check_invariant(db, [("fed", r) for r in fed])
+    assert len(shares) == 3 and all(0.2 < share < 0.5 for share in shares)  # a day of ~3.2
+
+
 def test_the_chunk_plan_merges_small_days_and_splits_large_ones(db: Harness) -> None:
     # Raw rows ending on six days: 3, 2, 0, 9, 4 and 1 (a recompute plans by END_DATE alone).
     per_day = [3, 2, 0, 9, 4, 1]

@@ -1,6 +1,6 @@
 """`unindexed(column)`: on SQLite a range on it is read by scanning the table, not through the
 column's index, and it selects exactly the rows the bare column does; elsewhere it is the column.
-A topology apply reads a run of days so where `prefers_scan` says a scan is cheaper."""
+A topology apply and a recompute chunk read so where `prefers_scan` says a scan is cheaper."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import mysql, oracle, postgresql
 from xrdagg.db.dialect import prefers_scan, unindexed
 from xrdagg.db.dialect.expressions import SCAN_ABOVE_SHARE
 from xrdagg.db.types import UtcDate
-from xrdagg.jobs.apply import _share_of_span
+from xrdagg.jobs.stage import share_of_span
 
 metadata = MetaData()
 t = Table(
@@ -72,13 +72,13 @@ def test_elsewhere_unindexed_is_the_bare_column(dialect) -> None:  # type: ignor
 def test_the_share_of_the_span_that_ranges_cover() -> None:
     span = (T0, T0 + timedelta(days=10))
     day = timedelta(days=1)
-    assert _share_of_span(span, [(T0 - 3 * day, T0 + 11 * day)]) == 1.0
-    assert _share_of_span(span, [(T0 + 2 * day, T0 + 7 * day)]) == 0.5
-    assert _share_of_span(span, [(T0, T0 + 3 * day), (T0 + 8 * day, T0 + 10 * day)]) == 0.5
-    assert _share_of_span(span, [(T0 + 20 * day, T0 + 30 * day), (T0, T0 + day)]) == 0.1
-    assert _share_of_span(span, []) == 0.0
-    assert _share_of_span(None, [(T0, T0 + day)]) == 0.0
-    assert _share_of_span((T0, T0), [(T0, T0 + day)]) == 1.0
+    assert share_of_span(span, [(T0 - 3 * day, T0 + 11 * day)]) == 1.0
+    assert share_of_span(span, [(T0 + 2 * day, T0 + 7 * day)]) == 0.5
+    assert share_of_span(span, [(T0, T0 + 3 * day), (T0 + 8 * day, T0 + 10 * day)]) == 0.5
+    assert share_of_span(span, [(T0 + 20 * day, T0 + 30 * day), (T0, T0 + day)]) == 0.1
+    assert share_of_span(span, []) == 0.0
+    assert share_of_span(None, [(T0, T0 + day)]) == 0.0
+    assert share_of_span((T0, T0), [(T0, T0 + day)]) == 1.0
 
 
 def test_sqlite_and_mysql_prefer_a_scan_for_a_large_share_only() -> None:

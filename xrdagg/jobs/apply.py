@@ -75,7 +75,13 @@ from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import contiguous_ranges, day_ranges
 from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
 from xrdagg.jobs.specs import JobSpec
-from xrdagg.jobs.stage import release_stage, stage_resolved, t_stage_group
+from xrdagg.jobs.stage import (
+    end_date_span,
+    release_stage,
+    share_of_span,
+    stage_resolved,
+    t_stage_group,
+)
 from xrdagg.rules import ANY_DOMAIN, BIN_SECONDS, NULL_KEY, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
@@ -366,29 +372,6 @@ def _where(rows: FromClause, condition: ColumnElement[bool]) -> Subquery:
     return select(rows).where(condition).subquery("hit")
 
 
-def _end_date_span(conn: Connection, source: Source) -> tuple[datetime, datetime] | None:
-    """The first and the last END_DATE of the raw table (None when it is empty): two reads of
-    its END_DATE index (one MIN or MAX a query, which every database answers from the index)."""
-    end_date = source.raw.c.end_date
-    first = conn.execute(select(func.min(end_date))).scalar()
-    last = conn.execute(select(func.max(end_date))).scalar()
-    return None if first is None or last is None else (first, last)
-
-
-def _share_of_span(
-    span: tuple[datetime, datetime] | None, ranges: Sequence[tuple[datetime, datetime]]
-) -> float:
-    """The share of the raw END_DATE span that the END_DATE `ranges` cover (0 to 1): rows arrive
-    at a steady rate, so about the share of the raw rows they hold."""
-    if span is None or not ranges:
-        return 0.0
-    first, last = span
-    covered = sum(
-        (max(min(hi, last) - max(lo, first), timedelta(0)) for lo, hi in ranges), timedelta(0)
-    )
-    return min(covered / (last - first), 1.0) if last > first else 1.0
-
-
 def _read_ranges(
     end_bins: Sequence[datetime], lo: datetime, hi: datetime
 ) -> list[tuple[datetime, datetime]]:
@@ -561,10 +544,10 @@ def _apply(
         if watermark is None:
             continue
         source = SOURCES[job.kind]
-        span = _end_date_span(conn, source)
+        span = end_date_span(conn, source)
         for lo, hi in day_ranges(report.days):
             ranges = _read_ranges(end_bins[job.name], lo, hi)
-            by_scan = prefers_scan(conn.dialect.name, _share_of_span(span, ranges))
+            by_scan = prefers_scan(conn.dialect.name, share_of_span(span, ranges))
             staged, written = _rebuild_run(
                 conn, source, lo, hi, watermark, affected, ranges, by_scan
             )

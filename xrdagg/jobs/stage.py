@@ -27,7 +27,9 @@ for the statements that read it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -291,6 +293,30 @@ def _summary() -> Select[Any]:
 
 
 _SUMMARY = _summary()
+
+
+def end_date_span(conn: Connection, source: Source) -> tuple[datetime, datetime] | None:
+    """The first and the last END_DATE of the raw table (None when it is empty): two reads of
+    its END_DATE index (one MIN or MAX a query, which every database answers from the index)."""
+    end_date = source.raw.c.end_date
+    first = conn.execute(select(func.min(end_date))).scalar()
+    last = conn.execute(select(func.max(end_date))).scalar()
+    return None if first is None or last is None else (first, last)
+
+
+def share_of_span(
+    span: tuple[datetime, datetime] | None, ranges: Sequence[tuple[datetime, datetime]]
+) -> float:
+    """The share of the raw END_DATE `span` that the END_DATE `ranges` cover (0 to 1): rows
+    arrive at a steady rate, so about the share of the raw rows they hold. With it a rebuild
+    asks the dialect whether to read its rows by a scan (`dialect.prefers_scan`)."""
+    if span is None or not ranges:
+        return 0.0
+    first, last = span
+    covered = sum(
+        (max(min(hi, last) - max(lo, first), timedelta(0)) for lo, hi in ranges), timedelta(0)
+    )
+    return min(covered / (last - first), 1.0) if last > first else 1.0
 
 
 def release_stage(conn: Connection) -> None:
