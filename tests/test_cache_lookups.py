@@ -1,10 +1,11 @@
 """An incremental window of a few rows against a large resolution cache looks its pairs up in the
-cache's index (`dialect.joining_by_index_lookups`) instead of hashing the whole cache, which grows
-with every host ever seen; a window of many rows leaves the join to PostgreSQL's planner. The
-statistics are the same either way."""
+cache's index (`dialect.joining_by_index_lookups`: hash joins and scans off) instead of hashing the
+whole cache, which grows with every host ever seen; a window of many rows leaves the join to
+PostgreSQL's planner. The statistics are the same either way."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,9 +79,18 @@ def _run_watching_plans(
     return plans
 
 
-def _checked(db: Harness, rows: list[dict[str, Any]]) -> None:
+def _check_statistics(db: Harness, rows: list[dict[str, Any]]) -> None:
     db.run("daily")
     check_invariant(db, [("fed", r) for r in rows])
+
+
+def _hashes(plan: str) -> bool:
+    return re.search(r"Hash (Left |Right |Full |Anti |Semi |Right Anti )?Join", plan) is not None
+
+
+def _looks_up(plan: str, index: str) -> bool:
+    """Whether `plan` probes `index` with a value (a lookup), not reads it whole."""
+    return re.search(rf"Index (Only )?Scan using {index} on .*\n\s+Index Cond: ", plan) is not None
 
 
 def test_a_small_window_looks_its_pairs_up_in_a_large_cache(db: Harness) -> None:
@@ -91,7 +101,7 @@ def test_a_small_window_looks_its_pairs_up_in_a_large_cache(db: Harness) -> None
     _fill_cache(db, CACHED)
     rows = generated_rows(2000, start=T0, days=0.5, seed=61)
     plans = _run_watching_plans(db, rows, T0 + timedelta(days=2))
-    _checked(db, rows)
+    _check_statistics(db, rows)
     with db.engine.connect() as conn:
         assert few_rows_for_cache(conn, 2000)
         assert not few_rows_for_cache(conn, int(CACHED * LOOKUP_ROWS_PER_CACHED_PAIR) + 1000)
@@ -101,30 +111,35 @@ def test_a_small_window_looks_its_pairs_up_in_a_large_cache(db: Harness) -> None
     for name, plan in plans.items():
         # Looked up in its primary key, never read whole (into a hash) for 2,000 rows.
         assert plan.startswith("enable_hashjoin = off, enable_seqscan = off"), (name, plan)
-        assert "Seq Scan on t_host_site" not in plan, (name, plan)
-        assert "pk_t_host_site" in plan, (name, plan)
+        assert not _hashes(plan), (name, plan)
+        assert _looks_up(plan, "pk_t_host_site"), (name, plan)
 
 
 def test_a_batch_that_arrived_after_the_last_analyse_looks_every_row_up(db: Harness) -> None:
     """A batch arrives after the raw table was last analysed, beyond its histogram, so the
-    planner expects a row or so. Without hash joins it then read the alias map whole again
-    for every raw row (a 20k-row batch: 180 ms of its 350 ms staging); each join is a lookup
-    in a primary key instead."""
+    planner expects far fewer rows than arrived. Without hash joins it then read the alias map
+    whole again for every raw row (the benchmark's 20k-row batch: its staging 348-366 ms
+    against 227-244 ms by lookups); each join is a lookup in a primary key instead."""
     if db.dialect != "postgresql":
         pytest.skip("only PostgreSQL hashes or scans a whole table to join a few rows to it")
     _fill_cache(db, CACHED)
+    # The rows the last ANALYZE knows, then the batch it does not.
     earlier = generated_rows(2000, start=T0, days=0.5, seed=63)
     _run_watching_plans(db, earlier, T0 + timedelta(days=2))
-    with db.engine.begin() as conn:  # every table, as autovacuum keeps them
-        conn.execute(text("ANALYZE"))
+    with db.engine.begin() as conn:  # as autovacuum keeps them
+        conn.execute(text("ANALYZE t_raw_fed, t_host_site, t_site_alias"))
     batch = generated_rows(2000, start=T0 + timedelta(days=2), days=0.5, seed=64)
     plans = _run_watching_plans(db, batch, T0 + timedelta(days=4), analysed=False)
-    _checked(db, earlier + batch)
+    _check_statistics(db, earlier + batch)
     stage = plans["stage"]
-    assert stage.startswith("enable_hashjoin = off, enable_seqscan = off"), stage
-    assert "Seq Scan" not in stage, stage
-    for index in ("ix_raw_fed_insert_date", "pk_t_host_site", "pk_t_site_alias"):
-        assert index in stage, (index, stage)
+    # The situation this is about: the planner expects a fraction of the 2,000 rows.
+    expected = re.search(r"Index Scan using ix_raw_fed_insert_date on .* rows=(\d+)", stage)
+    assert expected is not None and int(expected.group(1)) < 500, stage
+    for name, plan in plans.items():
+        assert plan.startswith("enable_hashjoin = off, enable_seqscan = off"), (name, plan)
+        assert "Seq Scan" not in plan and not _hashes(plan), (name, plan)
+        assert _looks_up(plan, "pk_t_host_site"), (name, plan)
+    assert _looks_up(stage, "pk_t_site_alias"), stage
 
 
 def test_a_large_window_leaves_the_join_to_the_planner(db: Harness) -> None:
@@ -133,7 +148,7 @@ def test_a_large_window_leaves_the_join_to_the_planner(db: Harness) -> None:
     _fill_cache(db, 1000)
     rows = generated_rows(3000, start=T0, days=0.5, seed=62)
     plans = _run_watching_plans(db, rows, T0 + timedelta(days=2))
-    _checked(db, rows)
+    _check_statistics(db, rows)
     # More rows than a quarter of the cache: hash joins stay allowed (a first catch-up of 1M
     # rows against 112k cached pairs takes them).
     assert all(

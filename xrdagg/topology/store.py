@@ -304,8 +304,9 @@ def uncached_pairs(
     The distinct pairs first, then each probed in the cache: anti-joining the rows first made
     PostgreSQL hash the whole cache for every row (measured 0.46 s of a 20k-row batch for a
     112k-pair cache). It may still hash the cache to probe the distinct pairs: an incremental
-    window of few rows runs this with hash joins off (`dialect.joining_by_index_lookups`; with
-    1.1M cached pairs, a 20k-row batch's pairs 0.39-0.43 s hashed against 0.03-0.06 s probed).
+    window of few rows runs this with hash joins and scans off
+    (`dialect.joining_by_index_lookups`; with 1.1M cached pairs, a 20k-row batch's pairs
+    0.39-0.43 s hashed against 0.03-0.06 s probed).
 
     With `narrow` (`dialect.narrow_distinct_chars`), only the pairs whose two keys have at most
     `narrow` bytes each are found, their keys declared that narrow (`dialect.narrow_text`), and

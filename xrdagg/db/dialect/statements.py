@@ -610,12 +610,17 @@ def joining_by_index_lookups(conn: Connection, when: bool = True) -> Iterator[No
     Scans are off too: a batch's rows arrived after the raw table was last analysed, beyond
     its histogram, so the planner expects one row or so, and without hash joins it read the
     small alias map (T_SITE_ALIAS) whole again for every raw row, normalising the row's
-    SERVER_SITE once per alias: 180 ms of a 20k-row staging of 350 ms (EXPLAIN ANALYZE),
-    where its primary key answers each row in one lookup.
+    SERVER_SITE once per alias; looked up in its primary key instead, the 20k-row staging
+    took 227-244 ms against 348-366 ms. A table with no index the block can use is still
+    scanned (a penalty, not a ban): the staged groups' summary, the topology `read_resolver`
+    reads whole, the COPY fallback's temporary table, and a raw table whose collectors' DBA
+    did not add the INSERT_DATE index (docs/operations.md). Such a scan is priced past every
+    JIT threshold, which is why the block expects `tune_for_aggregation`'s `jit = off`.
     SQLite and MySQL/MariaDB join by index lookups already; Oracle is left to its planner.
 
-    A block that raises is not followed by the reset: its error aborts the transaction, which
-    takes the SET LOCAL with it (and a SET in an aborted transaction would hide the error).
+    A block that raises is not followed by the reset: the caller's transaction is rolled back
+    on any error (a database error aborts it anyway), which takes the SET LOCAL with it (and
+    a SET in an aborted transaction would hide the error).
     """
     if not when or conn.dialect.name != "postgresql":
         yield
@@ -623,5 +628,5 @@ def joining_by_index_lookups(conn: Connection, when: bool = True) -> Iterator[No
     conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
     conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
     yield
-    conn.exec_driver_sql("SET LOCAL enable_hashjoin = DEFAULT")
     conn.exec_driver_sql("SET LOCAL enable_seqscan = DEFAULT")
+    conn.exec_driver_sql("SET LOCAL enable_hashjoin = DEFAULT")
