@@ -22,7 +22,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from xrdagg.db.dialect import MergeInto, day_start
+from xrdagg.db.dialect import MergeInto, day_start, tune_for_aggregation
 from xrdagg.db.tables import (
     mv_site_stats,
     t_dirty_day,
@@ -220,6 +220,10 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
     counts = RunCounts(window_lo=context.watermark, window_hi=context.now)
     marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
     if marks:
+        # Each day's statements group every 10-minute row of the day (a recompute's or a first
+        # catch-up's days by the hundred thousand): with the server's default work_mem their
+        # sorts spilled to disk on PostgreSQL, and MariaDB's groupings outgrew memory likewise.
+        tune_for_aggregation(conn)
         counts.days = sorted({m.day for m in marks})
         counts.rows_written = rollup_days(conn, counts.days)
         # A 10-minute job that marked a day again meanwhile raised its mark: that row stays.
