@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from tests.helpers import TEST_TOPOLOGY, Harness, check_invariant, raw_row
 from tests.reference import RefTopology
-from xrdagg.db.tables import t_host_site
+from xrdagg.db.tables import t_dirty_day, t_host_site
 from xrdagg.jobs import apply
+from xrdagg.topology.files import read_topology_dir
 
 T0 = datetime(2024, 3, 1)
 SIDES = [("eos01", "cern.ch"), ("wn1", "bnl.gov"), ("wn2", "bnl.gov"), ("x.pp.rl.ac.uk", None),
@@ -122,6 +123,33 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     assert db.runner.run(db.jobs["fed10"], until=T0 + timedelta(days=3)).outcome == "OK"
     again = cli("topology", "apply", "--dir", str(new))
     assert "0 cached host(s) changed site" in again.output
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["values", "subqueries"])
+def test_apply_rolls_up_the_daily_rows_of_the_keys_it_changes(
+    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: bool
+) -> None:
+    # The daily tables are right after the apply's own transaction, with no daily run after it:
+    # it rolls up the daily rows of the changed keys (a moved host, hosts leaving 'unknown', a
+    # SERVER_SITE alias dropped) on the days it rebuilt, naming the delta sites as values or
+    # reading them from T_TOPOLOGY_DELTA, and leaves every other daily row as it was.
+    if not listed:
+        monkeypatch.setattr(apply, "PREFILTER_MAX_VALUES", 0)
+    rows = _rows(600)
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    for job in ("fed10", "eos10", "daily"):
+        db.run(job, T0 + timedelta(days=2))
+    daily_tables = ("t_site_pair_day", "t_unresolved_day", "t_stats_access_pattern_a",
+                    "mv_site_stats")  # fmt: skip
+    daily_rows = sum(len(db.table(t)) for t in daily_tables)
+    new = _new_topology(tmp_path)
+    report = apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
+    assert report.changes and report.days
+    with db.engine.connect() as conn:  # nothing left for the daily job
+        assert conn.execute(select(func.count()).select_from(t_dirty_day)).scalar_one() == 0
+    check_invariant(db, rows, RefTopology.from_dir(new))
+    assert 0 < report.daily_rows_written < daily_rows  # the changed keys' rows, not whole days
 
 
 def _sparse_rows() -> list[tuple[str, dict]]:

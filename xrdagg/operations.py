@@ -63,8 +63,10 @@ def run_jobs(
 
 
 def roll_up_after_rebuild(engine: Engine, settings: Settings) -> list[RunReport]:
-    """Run the daily jobs now, waiting for a run in flight: after a recompute or a topology
-    apply, the days they rebuilt are marked dirty and the daily tables catch up here."""
+    """Run the daily jobs now, waiting for a run in flight: after a recompute or an audit's
+    repair the days they rebuilt are marked dirty, and the daily tables catch up here. (A
+    topology apply rolls the daily rows of the keys it changed up itself; this catches up the
+    days the 10-minute jobs marked.)"""
     daily = [s for s in load_job_specs(settings.jobs_dir) if s.kind == "daily"]
     return list(run_jobs(engine, settings, daily, wait=True))
 

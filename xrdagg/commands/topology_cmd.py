@@ -209,8 +209,9 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
 
     The cached hosts the change can affect are resolved again; the statistics of the
     (domain, site) keys that hosts leave or join are rebuilt, on the days that hold them, from
-    the raw rows that feed them, in one transaction (the 10-minute jobs are paused meanwhile).
-    The daily tables of those days are rolled up afterwards.
+    the raw rows that feed them, in one transaction (the 10-minute jobs are paused meanwhile),
+    and so are the daily rows of those keys on those days. Then the daily job runs, for the
+    days the 10-minute jobs left to roll up.
 
     Example: xrdagg topology apply --dir /etc/xrdagg/topology --dry-run
     """
@@ -262,7 +263,8 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
         f"statistics rows rebuilt: {report.stats_rows_deleted} deleted, "
         f"{report.stats_rows_written} written over {len(report.days)} day(s); "
         f"{report.pairs_checked} cached host(s) resolved again, "
-        f"{report.raw_rows_read} raw rows re-aggregated"
+        f"{report.raw_rows_read} raw rows re-aggregated, "
+        f"{report.daily_rows_written} daily rows rolled up again"
     )
     unresolved = sum(1 for c in report.changes if c.new_site == UNKNOWN)
     if unresolved:

@@ -12,12 +12,15 @@ In one transaction, with the 10-minute jobs paused:
    statistics in step 3, before the deletes), and can feed an affected key (a prefilter on the
    affected pairs and names), and insert their contributions to the affected keys in that
    run's bins;
-5. mark the days for the daily job, which rolls them up (and T_SITE) afterwards.
+5. roll up the daily rows of those keys on those days (and merge T_SITE for the delta sites):
+   every other daily row sums 10-minute rows the apply did not touch. The daily job, which
+   rolls whole days up, is held off meanwhile (its T_AGENT row is locked for the transaction).
 The key set is closed: a row whose key changes has its old and its new key in it, and an
 unchanged row keeps its key, so every deleted row is rebuilt from exactly the rows that feed it.
 A changed row is active only in bins its old key has rows in, so the days of step 3 hold all the
-work, and the rows to read end in the bins of step 4: the cost follows the bins the change
-touches, not the length of history.
+work, and the rows to read end in the bins of step 4, and the daily rows to roll up are the
+affected keys' on those days: the cost follows the bins the change touches, not the length of
+history.
 T_MSG_RATE is keyed by domain only: a topology change never touches it.
 `--dry-run` does all of it, reports, and rolls back.
 """
@@ -70,10 +73,12 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
-from xrdagg.jobs import contributions
+from xrdagg.jobs import contributions, daily
+from xrdagg.jobs.agent import ensure_agents, lock_agent
 from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import contiguous_ranges, day_ranges
 from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
+from xrdagg.jobs.rollup_keys import KeyFilter
 from xrdagg.jobs.specs import JobSpec
 from xrdagg.jobs.stage import (
     end_date_span,
@@ -142,6 +147,7 @@ class ApplyReport:
     stats_rows_written: int = 0
     raw_rows_read: int = 0  # raw rows staged (prefiltered) for the rebuild
     days: list[datetime] = field(default_factory=list)
+    daily_rows_written: int = 0  # the affected keys' daily rows, rolled up again
 
 
 # --- which keys -----------------------------------------------------------------------------------
@@ -209,6 +215,17 @@ def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable
         days = select(day_start(table.c.bin_start)).where(condition).distinct()
         statements.append((days, delete(table).where(condition)))
     return tuple(statements)
+
+
+@cache
+def _rollup_statements(as_values: bool) -> list[Any]:
+    """The daily roll-up of the affected keys only: the rows of a delta site (on either side),
+    and the unresolved rows of an affected (domain, 'unknown') key. With `as_values` the delta
+    sites are the list of values DELTA_SITES, which the site indexes of T_STATS_AVG look up."""
+    sites = _delta_sites(as_values)
+    return daily.statements(
+        KeyFilter(site=lambda site: _site_hit(site, sites), unresolved=_delta_hit)
+    )
 
 
 @cache
@@ -469,7 +486,14 @@ def apply_topology(
         with engine.connect() as conn:
             transaction = conn.begin()
             try:
-                report = _apply(conn, topology, source_dir, ten_minute, count_rows=dry_run)
+                report = _apply(
+                    conn,
+                    topology,
+                    source_dir,
+                    ten_minute,
+                    count_rows=dry_run,
+                    daily_jobs=[j.name for j in jobs if j.kind == "daily"],
+                )
             except BaseException:
                 transaction.rollback()
                 raise
@@ -489,8 +513,15 @@ def _apply(
     jobs: Sequence[JobSpec],
     *,
     count_rows: bool,
+    daily_jobs: Sequence[str] = (),
 ) -> ApplyReport:
     report = ApplyReport()
+    # First, before this transaction holds any other row: a daily run in flight finishes, and
+    # the daily job's runs meanwhile find its row busy and skip, so that the affected keys'
+    # daily rows have one writer (step 5).
+    ensure_agents(conn, daily_jobs)
+    for name in daily_jobs:
+        lock_agent(conn, name, wait=True)
     tune_for_aggregation(conn)
     old_aliases = {r.alias: r.site for r in conn.execute(select(t_site_alias))}
     old_patterns = [
@@ -553,7 +584,9 @@ def _apply(
             )
             report.raw_rows_read += staged
             report.stats_rows_written += written
-        contributions.mark_days(conn, source, report.days)
+    report.daily_rows_written = daily.rollup_days(
+        conn, report.days, _rollup_statements(affected.as_values), values
+    )
     if count_rows:
         _count_affected_rows(conn, report, now, jobs, watermarks)
     conn.execute(delete(t_topology_delta))

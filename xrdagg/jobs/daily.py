@@ -6,8 +6,9 @@ rows of those days. T_SITE is merged from the same days' T_STATS_AVG rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -38,6 +39,7 @@ from xrdagg.jobs import site_pairs
 from xrdagg.jobs.agent import lowest_watermark
 from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS
 from xrdagg.jobs.kind import RunContext, RunCounts
+from xrdagg.jobs.rollup_keys import KeyFilter, of_either_site, of_site
 from xrdagg.rules import UNKNOWN
 
 DAY_LO = bindparam("day_lo", type_=UtcDate())
@@ -63,9 +65,13 @@ def day_ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
     return contiguous_ranges(days, timedelta(days=1))
 
 
-def _access_pattern_daily() -> tuple[object, object]:
+def _access_pattern_daily(only: KeyFilter | None) -> tuple[object, object]:
     src = t_stats_access_pattern
-    in_range = and_(src.c.bin_start >= DAY_LO, src.c.bin_start < DAY_HI)
+    in_range = and_(
+        src.c.bin_start >= DAY_LO,
+        src.c.bin_start < DAY_HI,
+        of_either_site(only, src.c.src_site, src.c.dst_site),
+    )
     with_day = select(day_start(src.c.bin_start).label("day"), src).where(in_range).subquery()
     keys = [with_day.c[k] for k in ACCESS_PATTERN_KEYS]
     rows = select(
@@ -77,11 +83,15 @@ def _access_pattern_daily() -> tuple[object, object]:
     ).group_by(with_day.c.day, *keys)
     target = t_stats_access_pattern_a
     columns = ["day", *ACCESS_PATTERN_KEYS, *ACCESS_PATTERN_SUMS, "read_min", "read_max"]
-    clear = delete(target).where(target.c.day >= DAY_LO, target.c.day < DAY_HI)
+    clear = delete(target).where(
+        target.c.day >= DAY_LO,
+        target.c.day < DAY_HI,
+        of_either_site(only, target.c.src_site, target.c.dst_site),
+    )
     return clear, target.insert().from_select(columns, rows)
 
 
-def _site_stats_daily() -> tuple[object, object]:
+def _site_stats_daily(only: KeyFilter | None) -> tuple[object, object]:
     avg = t_stats_avg
     in_range = and_(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
     local = and_(avg.c.src_site == avg.c.dst_site, avg.c.src_site != UNKNOWN)
@@ -97,7 +107,7 @@ def _site_stats_daily() -> tuple[object, object]:
                 avg.c.write_bytes,
                 avg.c.transfers_ended,
                 case((local, avg.c.read_bytes), else_=0).label("local_read"),
-            ).where(in_range)
+            ).where(in_range, of_site(only, site))
         )
     both = union_all(*sides).subquery("sides")
     volumes = (
@@ -122,7 +132,7 @@ def _site_stats_daily() -> tuple[object, object]:
             site.label("site"),
             literal(role).label("role"),
             ua.c.user_dn,
-        ).where(ua_in_range)
+        ).where(ua_in_range, of_site(only, site))
         for role, site in (("SERVER", ua.c.src_site), ("CLIENT", ua.c.dst_site))
     ]
     user_rows = union_all(*user_sides).subquery("user_rows")
@@ -161,11 +171,15 @@ def _site_stats_daily() -> tuple[object, object]:
         ),
     ).select_from(joined)
     columns = [c.name for c in rows.selected_columns]
-    clear = delete(mv_site_stats).where(mv_site_stats.c.day >= DAY_LO, mv_site_stats.c.day < DAY_HI)
+    clear = delete(mv_site_stats).where(
+        mv_site_stats.c.day >= DAY_LO,
+        mv_site_stats.c.day < DAY_HI,
+        of_site(only, mv_site_stats.c.site),
+    )
     return clear, mv_site_stats.insert().from_select(columns, rows)
 
 
-def _site_merge() -> MergeInto:
+def _site_merge(only: KeyFilter | None) -> MergeInto:
     avg = t_stats_avg
     in_range = and_(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
     sides = [
@@ -174,7 +188,7 @@ def _site_merge() -> MergeInto:
             literal(server).label("is_server"),
             literal(client).label("is_client"),
             avg.c.bin_start,
-        ).where(in_range, site != UNKNOWN)
+        ).where(in_range, site != UNKNOWN, of_site(only, site))
         for site, server, client in ((avg.c.src_site, "Y", "N"), (avg.c.dst_site, "N", "Y"))
     ]
     seen = union_all(*sides).subquery("seen")
@@ -206,12 +220,17 @@ def _site_merge() -> MergeInto:
     )
 
 
-_STATEMENTS = [
-    *_access_pattern_daily(),
-    *_site_stats_daily(),
-    _site_merge(),
-    *site_pairs.statements(),
-]
+def statements(only: KeyFilter | None = None) -> list[Any]:
+    """The roll-up's statements, in order: of whole days, or of the rows `only` keeps."""
+    return [
+        *_access_pattern_daily(only),
+        *_site_stats_daily(only),
+        _site_merge(only),
+        *site_pairs.statements(only),
+    ]
+
+
+_STATEMENTS = statements()
 
 
 def run(conn: Connection, context: RunContext) -> RunCounts:
@@ -238,12 +257,18 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
     return counts
 
 
-def rollup_days(conn: Connection, days: Iterable[datetime]) -> int:
-    """Rebuild the daily rows of `days` from the 10-minute tables; returns rows written."""
+def rollup_days(
+    conn: Connection,
+    days: Iterable[datetime],
+    rollup: Sequence[Any] = _STATEMENTS,
+    params: Mapping[str, Any] | None = None,
+) -> int:
+    """Rebuild the daily rows of `days` from the 10-minute tables (with `rollup`, a `statements`
+    list of some keys, and the `params` they take: only those rows); returns rows written."""
     written = 0
     for lo, hi in day_ranges(days):
-        for statement in _STATEMENTS:
-            result = conn.execute(statement, {"day_lo": lo, "day_hi": hi})  # type: ignore[call-overload]
+        for statement in rollup:
+            result = conn.execute(statement, {**(params or {}), "day_lo": lo, "day_hi": hi})
             if not getattr(statement, "is_delete", False):
                 written += max(result.rowcount, 0)
     return written
