@@ -44,8 +44,16 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("catch-up rows/s", f"{r['catch_up_rows'] / r['catch_up_s']:,.0f}"),
         ("catch-up ÷ floor (target ≤ 10×)", _ratio(r["catch_up_s"] / floor)),
         (f"batch of {r['batch_rows']:,} rows (s; target < 0.5)", _seconds(r["batch_s"])),
+        (
+            "daily job after the catch-up and the batch (s)",
+            _seconds(r.get("daily_after_catch_up_s")),
+        ),
         ("recompute, 1 worker (s)", _seconds(w1 and w1["s"])),
         ("recompute, 1 worker ÷ floor (target ≤ 10×)", _ratio(w1 and w1["s"] / floor)),
+        (
+            "daily roll-up of the days the 1-worker recompute rebuilt (s)",
+            _seconds(r.get("daily_after_recompute_s")),
+        ),
         ("recompute, 4 workers (s)", _seconds(w4 and w4["s"])),
         ("recompute, 4 workers ÷ floor", _ratio(w4 and w4["s"] / floor)),
         (
@@ -202,6 +210,11 @@ runs without autovacuum); the batch's rows are not. Then, per backend and mix:
 - **catch-up**: `xrdagg run fed10` over every row, in its own process; the job's own time, from
   its run log.
 - **batch**: new rows inserted after the watermark, then `xrdagg run fed10` again.
+- **daily job**: `xrdagg run daily` after the catch-up and the batch (every day they wrote,
+  rolled up into the daily tables), and again right after the 1-worker recompute (the days it
+  rebuilt, as `xrdagg recompute` rolls them up after its chunks). The recompute's figures do not
+  include that roll-up; the topology apply's include its own (the daily rows of the keys it
+  changed, in its transaction).
 - **recompute**: fed10 over every day of data, through the recompute API, with 1 worker, and
   with 4 on PostgreSQL and MariaDB (SQLite has one writer and refuses more); chunks as
   `xrdagg recompute` plans them: consecutive days while their rows fit in one chunk (1M rows),
@@ -217,7 +230,8 @@ runs without autovacuum); the batch's rows are not. Then, per backend and mix:
   statistics are consistent: the audit reads everything and repairs nothing); also as a share
   of the 1-worker recompute.
 - **topology apply**: the shipped topology with one domain (1–2 % of the rows) mapped to a new
-  site, applied; also as a share of the 1-worker recompute.
+  site, applied (with the roll-up of the daily rows it changes); also as a share of the
+  1-worker recompute (without its roll-up).
 - **peak memory**: VmHWM of the catch-up's process.
 - **projection**: hours to recompute 1e9 rows at the measured 1-worker and 4-worker rates (raw
   rows read ÷ seconds).

@@ -360,15 +360,17 @@ _MEASURED = (
 )
 
 
-def run_job(db: Database, engine: Engine, until: datetime) -> tuple[float, int, float]:
-    """`xrdagg run fed10`: (job seconds from the run log, rows read, peak RSS MB of its process)."""
+def run_job(
+    db: Database, engine: Engine, until: datetime, job: str = "fed10"
+) -> tuple[float, int, float]:
+    """`xrdagg run JOB`: (job seconds from the run log, rows read, peak RSS MB of its process)."""
     done = subprocess.run(
-        [sys.executable, "-c", _MEASURED, "run", "fed10", f"--until={until:%Y-%m-%d %H:%M:%S}"],
+        [sys.executable, "-c", _MEASURED, "run", job, f"--until={until:%Y-%m-%d %H:%M:%S}"],
         env={**os.environ, **db.env, "XRDAGG_SAFETY_LAG_SECONDS": "0"}, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"xrdagg run fed10 failed ({done.returncode}):\n{done.stderr}")
+        raise RuntimeError(f"xrdagg run {job} failed ({done.returncode}):\n{done.stderr}")
     peak_kb = int(done.stderr.rsplit("peak_rss_kb", 1)[1].split()[0])
     last = last_job_run(engine)
     assert last.outcome == "OK", last.message
@@ -433,6 +435,8 @@ def _measure(db: Database, mix: str, args: argparse.Namespace) -> dict[str, Any]
         )
         bulk_insert(db.url, extra)
         r["batch_s"], r["batch_rows"], _ = run_job(db, engine, end_of_data + timedelta(hours=1))
+        # The daily job, as the service runs it after them: every day they wrote, rolled up.
+        r["daily_after_catch_up_s"], _, _ = run_job(db, engine, end_of_data, job="daily")
 
         workers = [w for w in sorted(set(args.workers)) if db.backend != "sqlite" or w == 1]
         last_day = START + timedelta(days=days)
@@ -440,6 +444,8 @@ def _measure(db: Database, mix: str, args: argparse.Namespace) -> dict[str, Any]
             log(f"[{db.backend}/{mix}] recompute with {w} worker(s)…")
             seconds, read, chunks = recompute_fed10(engine, START, last_day, w)
             r[f"recompute_w{w}"] = {"s": seconds, "rows": read, "chunks": chunks}
+            if w == 1:  # what `xrdagg recompute` runs after its chunks: the days they rebuilt
+                r["daily_after_recompute_s"], _, _ = run_job(db, engine, end_of_data, job="daily")
         log(f"[{db.backend}/{mix}] recompute with 1 worker after every statistics row was spoiled…")
         spoil_statistics(engine, START, last_day)
         r["recompute_spoiled_s"], _, _ = recompute_fed10(engine, START, last_day, 1)
