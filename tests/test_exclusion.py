@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import IO
 
 from tests.helpers import Harness, check_invariant, generated_rows, wait_until
+from tests.reference import RefTopology
 from xrdagg.config import PROJECT_ROOT
+from xrdagg.jobs.runner import RunReport
 
 T0 = datetime(2024, 3, 1)
 
@@ -194,6 +196,34 @@ def _topology(tmp_path: Path) -> Path:
     text = site_map.read_text()
     site_map.write_text(text.replace('"to_value": "BNL-ATLAS"', '"to_value": "BNL-MOVED"', 1))
     return target
+
+
+def test_a_daily_run_waiting_for_an_apply_rolls_up_what_the_apply_wrote(
+    db: Harness, tmp_path: Path
+) -> None:
+    # `xrdagg recompute` runs the daily job waiting for a run in flight; here it waits for an
+    # apply, which holds the daily job off while it rolls up the daily rows of the keys it
+    # changed. Once the apply has committed, the waiting run must roll its days up from what
+    # the apply wrote, not from the snapshot it took before (on PostgreSQL it fails to
+    # serialize and starts again): else the old site's daily rows come back.
+    db.run("daily")  # the daily job has its T_AGENT row, and nothing to roll up yet
+    fed = _loaded(db, 500)  # days left for the daily job to roll up
+    topology = _topology(tmp_path)
+    release = tmp_path / "release"
+    apply = Proc(db, ["--hold-apply", str(release)], ["topology", "apply", "--dir", str(topology)])
+    apply.wait_for("apply written")
+    reports: list[RunReport] = []
+    waiting = threading.Thread(
+        target=lambda: reports.append(db.runner.run(db.jobs["daily"], wait=True))
+    )
+    waiting.start()
+    waiting.join(timeout=2)
+    assert waiting.is_alive(), reports  # held off by the apply
+    release.touch()
+    assert apply.finish() == 0, apply.output
+    waiting.join(timeout=60)
+    assert reports and reports[0].outcome == "OK", reports
+    check_invariant(db, [("fed", r) for r in fed], RefTopology.from_dir(topology))
 
 
 def test_several_owners_each_lift_only_their_own_pause(db: Harness, cli) -> None:

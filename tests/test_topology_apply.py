@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import TEST_TOPOLOGY, Harness, check_invariant, raw_row
-from tests.reference import RefTopology
+from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, check_invariant, raw_row
+from tests.reference import RefTopology, assert_same
 from xrdagg.db.tables import t_dirty_day, t_host_site
-from xrdagg.jobs import apply
+from xrdagg.jobs import apply, daily
+from xrdagg.rules import UNKNOWN
 from xrdagg.topology.files import read_topology_dir
 
 T0 = datetime(2024, 3, 1)
@@ -125,6 +126,10 @@ def test_apply_gives_the_tables_of_a_full_recompute_under_the_new_topology(
     assert "0 cached host(s) changed site" in again.output
 
 
+DAILY_TABLES = ("t_site_pair_day", "t_unresolved_day", "t_stats_access_pattern_a", "mv_site_stats",
+                "t_site")  # fmt: skip
+
+
 @pytest.mark.parametrize("listed", [True, False], ids=["values", "subqueries"])
 def test_apply_rolls_up_the_daily_rows_of_the_keys_it_changes(
     db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: bool
@@ -132,24 +137,47 @@ def test_apply_rolls_up_the_daily_rows_of_the_keys_it_changes(
     # The daily tables are right after the apply's own transaction, with no daily run after it:
     # it rolls up the daily rows of the changed keys (a moved host, hosts leaving 'unknown', a
     # SERVER_SITE alias dropped) on the days it rebuilt, naming the delta sites as values or
-    # reading them from T_TOPOLOGY_DELTA, and leaves every other daily row as it was.
+    # reading them from T_TOPOLOGY_DELTA, and leaves every other daily row as it was: the
+    # unresolved rows of a domain the change does not touch among them.
     if not listed:
         monkeypatch.setattr(apply, "PREFILTER_MAX_VALUES", 0)
-    rows = _rows(600)
+    untouched = [
+        ("fed", raw_row(end_date=T0 + timedelta(minutes=13 * i), user_vo="cms", user_dn="/CN=u",
+                        insert_date=T0 + timedelta(minutes=13 * i, seconds=30), server_host="eos01",
+                        server_domain="cern.ch", client_host=f"wn{i % 3}", client_domain="lab.example",
+                        read_bytes_at_close=700 + i, file_size=900))
+        for i in range(40)
+    ]  # fmt: skip
+    rows = _rows(600) + untouched
     for source in ("fed", "eos"):
         db.insert_raw(source, [r for s, r in rows if s == source])
     for job in ("fed10", "eos10", "daily"):
         db.run(job, T0 + timedelta(days=2))
-    daily_tables = ("t_site_pair_day", "t_unresolved_day", "t_stats_access_pattern_a",
-                    "mv_site_stats")  # fmt: skip
-    daily_rows = sum(len(db.table(t)) for t in daily_tables)
+    assert "lab.example" in set(db.table("t_unresolved_day").domain)
     new = _new_topology(tmp_path)
     report = apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
     assert report.changes and report.days
     with db.engine.connect() as conn:  # nothing left for the daily job
         assert conn.execute(select(func.count()).select_from(t_dirty_day)).scalar_one() == 0
     check_invariant(db, rows, RefTopology.from_dir(new))
-    assert 0 < report.daily_rows_written < daily_rows  # the changed keys' rows, not whole days
+    # T_SITE too (no reference computes it): as a roll-up of the whole days leaves it.
+    keyed = {table: db.table(table) for table in DAILY_TABLES}
+    with db.engine.begin() as conn:
+        daily.rollup_days(conn, report.days)
+    for table in DAILY_TABLES:
+        assert_same(keyed[table], db.table(table), KEYS[table], table)
+    # Only the changed keys' daily rows were written (the T_SITE merge: a row or two a site).
+    sites = {s for c in report.changes for s in (c.old_site, c.new_site)}
+    sites |= {old or alias for alias, (old, _) in report.alias_changes.items()}
+    sites |= {new or alias for alias, (_, new) in report.alias_changes.items()}
+    unresolved = {c.domain for c in report.changes if UNKNOWN in (c.old_site, c.new_site)}
+    changed = sum(
+        int(frame.src_site.isin(sites).sum() + (~frame.src_site.isin(sites) & frame.dst_site.isin(sites)).sum())
+        for frame in (keyed["t_site_pair_day"], keyed["t_stats_access_pattern_a"])
+    ) + int(keyed["mv_site_stats"].site.isin(sites).sum()) + int(
+        keyed["t_unresolved_day"].domain.isin(unresolved).sum()
+    )  # fmt: skip
+    assert 0 < changed <= report.daily_rows_written <= changed + 2 * len(sites)
 
 
 def _sparse_rows() -> list[tuple[str, dict]]:

@@ -13,8 +13,9 @@ In one transaction, with the 10-minute jobs paused:
    affected pairs and names), and insert their contributions to the affected keys in that
    run's bins;
 5. roll up the daily rows of those keys on those days (and merge T_SITE for the delta sites):
-   every other daily row sums 10-minute rows the apply did not touch. The daily job, which
-   rolls whole days up, is held off meanwhile (its T_AGENT row is locked for the transaction).
+   every other daily row keeps its value, as the 10-minute rows it sums stay or are rebuilt
+   with the same sums on its side. The daily job, which rolls whole days up, is held off
+   meanwhile (`_hold_off_daily_jobs`).
 The key set is closed: a row whose key changes has its old and its new key in it, and an
 unchanged row keeps its key, so every deleted row is rebuilt from exactly the rows that feed it.
 A changed row is active only in bins its old key has rows in, so the days of step 3 hold all the
@@ -47,22 +48,26 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exc,
     func,
     insert,
     or_,
     select,
     tuple_,
+    update,
 )
 
 from xrdagg.db.dialect import (
     day_start,
     db_now,
+    is_lock_busy,
     prefers_scan,
     sqlite_shortcut,
     tune_for_aggregation,
     unindexed,
 )
 from xrdagg.db.tables import (
+    t_agent,
     t_domain_site,
     t_host_site,
     t_site_alias,
@@ -73,8 +78,9 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
+from xrdagg.errors import JobBusyError
 from xrdagg.jobs import contributions, daily
-from xrdagg.jobs.agent import ensure_agents, lock_agent
+from xrdagg.jobs.agent import ensure_agents
 from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import contiguous_ranges, day_ranges
 from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
@@ -218,13 +224,13 @@ def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable
 
 
 @cache
-def _rollup_statements(as_values: bool) -> list[Any]:
+def _rollup_statements(as_values: bool) -> tuple[Any, ...]:
     """The daily roll-up of the affected keys only: the rows of a delta site (on either side),
     and the unresolved rows of an affected (domain, 'unknown') key. With `as_values` the delta
     sites are the list of values DELTA_SITES, which the site indexes of T_STATS_AVG look up."""
     sites = _delta_sites(as_values)
-    return daily.statements(
-        KeyFilter(site=lambda site: _site_hit(site, sites), unresolved=_delta_hit)
+    return tuple(
+        daily.statements(KeyFilter(site=lambda site: _site_hit(site, sites), unresolved=_delta_hit))
     )
 
 
@@ -472,7 +478,8 @@ def apply_topology(
     the operator's review; the apply itself spends no pass on that."""
     ten_minute = [j for j in jobs if j.source is not None]
     # Every day may hold affected keys: the pause covers all days (no range), so a recompute
-    # and an apply never rebuild at once. A dry run rolls back: it pauses nothing.
+    # and an apply never rebuild at once. A dry run rolls back: it pauses nothing, but holds the
+    # daily job off for as long as it runs, as the apply does (`_hold_off_daily_jobs`).
     lease = PauseLease(
         engine,
         [j.name for j in ten_minute],
@@ -513,15 +520,10 @@ def _apply(
     jobs: Sequence[JobSpec],
     *,
     count_rows: bool,
-    daily_jobs: Sequence[str] = (),
+    daily_jobs: Sequence[str],
 ) -> ApplyReport:
     report = ApplyReport()
-    # First, before this transaction holds any other row: a daily run in flight finishes, and
-    # the daily job's runs meanwhile find its row busy and skip, so that the affected keys'
-    # daily rows have one writer (step 5).
-    ensure_agents(conn, daily_jobs)
-    for name in daily_jobs:
-        lock_agent(conn, name, wait=True)
+    _hold_off_daily_jobs(conn, daily_jobs)
     tune_for_aggregation(conn)
     old_aliases = {r.alias: r.site for r in conn.execute(select(t_site_alias))}
     old_patterns = [
@@ -591,6 +593,32 @@ def _apply(
         _count_affected_rows(conn, report, now, jobs, watermarks)
     conn.execute(delete(t_topology_delta))
     return report
+
+
+def _hold_off_daily_jobs(conn: Connection, names: Sequence[str]) -> None:
+    """Step 5's daily rows get one writer: the daily jobs' T_AGENT rows, locked for this
+    transaction before any other row (in name order, as `PauseLease` locks). A daily run in
+    flight finishes first; one that starts meanwhile finds its row busy and skips, or, waiting
+    for it (`xrdagg recompute` runs the daily job so), fails to serialize once the apply has
+    committed and starts again, rolling its days up from what the apply wrote. A write, not
+    only a lock, for that last case: a mere FOR UPDATE let the waiting run go on with the
+    snapshot it took before the apply committed, and commit daily rows of the old topology."""
+    ensure_agents(conn, names)
+    for name in sorted(names):
+        try:
+            conn.execute(
+                update(t_agent)
+                .where(t_agent.c.job_name == name)
+                .values(job_name=t_agent.c.job_name)
+            )
+        except exc.DBAPIError as error:
+            if not is_lock_busy(error):
+                raise
+            raise JobBusyError(
+                f"topology apply: a run of the {name} job held its lock longer than the "
+                "database waits for it; nothing was changed. Run the apply again when it has "
+                "finished (`xrdagg status` shows the runs)"
+            ) from error
 
 
 def _resolve_again(

@@ -240,8 +240,9 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
     marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
     if marks:
         # Each day's statements group every 10-minute row of the day (a recompute's or a first
-        # catch-up's days by the hundred thousand): with the server's default work_mem their
-        # sorts spilled to disk on PostgreSQL, and MariaDB's groupings outgrew memory likewise.
+        # catch-up's days by the hundred thousand): the bulk settings, work_mem among them
+        # (with the server's default their sorts spilled to disk on PostgreSQL, and MariaDB's
+        # groupings outgrew its in-memory temporary tables).
         tune_for_aggregation(conn)
         counts.days = sorted({m.day for m in marks})
         counts.rows_written = rollup_days(conn, counts.days)

@@ -2,9 +2,10 @@
 
 The daily job rolls whole days up. A topology apply changes the 10-minute statistics of a few
 keys only (those with a delta site), so it rolls up only the daily rows those keys feed: every
-daily row is a sum over the 10-minute rows with the same key in its day, so a subset of daily
-rows chosen by key alone is rebuilt exactly from the 10-minute rows with those keys, whatever
-the other keys hold. The filters below test key columns only, for that reason.
+daily row is computed from the 10-minute rows with the same key in its day (sums, a distinct
+count of users, T_SITE's first and last bins), so a subset of daily rows chosen by key alone is
+rebuilt exactly from the 10-minute rows with those keys, whatever the other keys hold. The
+filters below test key columns only, for that reason.
 """
 
 from __future__ import annotations

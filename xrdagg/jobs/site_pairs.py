@@ -5,7 +5,8 @@ Month and year matrices (`xrdagg report matrix`, the dashboards) read T_SITE_PAI
 of scanning 10-minute rows: a day holds 144 bins and every (domain, domain) pair, so the daily
 site-pair rows are typically fifty times fewer. T_UNRESOLVED_DAY does the same for the
 unresolved report: the volume of each domain whose side has site 'unknown'. Like the other daily
-tables, a day is replaced whole: delete, then insert from the day's 10-minute rows.
+tables, a day is replaced whole: delete, then insert from the day's 10-minute rows (a topology
+apply replaces only its changed keys' rows: `xrdagg.jobs.rollup_keys`).
 """
 
 from __future__ import annotations
