@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, check_invariant, raw_row
 from tests.reference import RefTopology, assert_same
-from xrdagg.db.tables import t_dirty_day, t_host_site
+from xrdagg.db.tables import t_dirty_day, t_host_site, t_stats_access_pattern
 from xrdagg.jobs import apply, daily
 from xrdagg.rules import UNKNOWN
 from xrdagg.topology.files import read_topology_dir
@@ -178,6 +178,32 @@ def test_apply_rolls_up_the_daily_rows_of_the_keys_it_changes(
         keyed["t_unresolved_day"].domain.isin(unresolved).sum()
     )  # fmt: skip
     assert 0 < changed <= report.daily_rows_written <= changed + 2 * len(sites)
+
+
+def test_apply_rebuilds_the_rows_of_days_whose_access_pattern_was_trimmed(
+    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Housekeeping's retention (or a dropped partition) may trim T_STATS_ACCESS_PATTERN, through
+    # which the apply finds FED's raw rows, where T_STATS_AVG and T_USER_ACTIVITY are kept: the
+    # apply still rebuilds their affected rows there (it deleted them), and their daily rows.
+    # Read by ranges (a scan of the run would read those rows anyway, whatever the bins).
+    monkeypatch.setattr(apply, "prefers_scan", lambda dialect, share: False)
+    rows = _rows(600)
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    for job in ("fed10", "eos10", "daily"):
+        db.run(job, T0 + timedelta(days=4))
+    with db.engine.begin() as conn:  # as housekeeping trims it
+        gone = conn.execute(
+            delete(t_stats_access_pattern).where(
+                t_stats_access_pattern.c.bin_start < T0 + timedelta(days=1, hours=7)
+            )
+        ).rowcount
+    assert gone
+    new = _new_topology(tmp_path)
+    report = apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
+    assert report.days[0] < T0 + timedelta(days=1)
+    check_invariant(db, rows, RefTopology.from_dir(new), trimmed=["t_stats_access_pattern"])
 
 
 def _sparse_rows() -> list[tuple[str, dict]]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,8 @@ READ_RANGES = tuple(
     (bindparam(f"read_lo_{i}", type_=UtcDate()), bindparam(f"read_hi_{i}", type_=UtcDate()))
     for i in range(MAX_READ_RANGES)
 )
+BINS_BEFORE = bindparam("bins_before", type_=UtcDate())
+NO_END = datetime(9999, 1, 1)  # BINS_BEFORE for every bin
 RUN_LO_S = bindparam("run_lo_s", type_=Integer())
 RUN_HI_S = bindparam("run_hi_s", type_=Integer())
 AFFECTED_DOMAINS = bindparam("affected_domains", expanding=True, type_=String())
@@ -243,11 +245,44 @@ def _end_bins_statement(source: Source, as_values: bool) -> Select[Any]:
     sites = _delta_sites(as_values)
     if source.has_users:
         table = t_stats_access_pattern
-        condition = _sites_hit(table.c, sites)
-    else:
-        table = t_stats_avg
-        condition = and_(table.c.source == source.label, _avg_hit(table.c, sites))
+        return select(table.c.bin_start).where(_sites_hit(table.c, sites)).distinct()
+    return _active_bins(source, sites)
+
+
+@cache
+def _active_bins_before_statement(source: Source, as_values: bool) -> Select[Any]:
+    """T_STATS_AVG's bins before BINS_BEFORE with an affected key of `source`."""
+    return _active_bins(source, _delta_sites(as_values)).where(
+        t_stats_avg.c.bin_start < BINS_BEFORE
+    )
+
+
+def _active_bins(source: Source, sites: Any) -> Select[Any]:
+    """T_STATS_AVG's bins with an affected key of `source` (one of the delta `sites`): every
+    bin a raw row of such a key is active in, its end bin among them."""
+    table = t_stats_avg
+    condition = and_(table.c.source == source.label, _avg_hit(table.c, sites))
     return select(table.c.bin_start).where(condition).distinct()
+
+
+def _end_bins(
+    conn: Connection, source: Source, affected: _Affected, values: dict[str, Any]
+) -> list[datetime]:
+    """`_end_bins_statement`'s bins. T_STATS_ACCESS_PATTERN may have been trimmed (housekeeping's
+    retention_days, a dropped partition) where T_STATS_AVG and T_USER_ACTIVITY are kept: up to
+    the end of its first kept day, T_STATS_AVG's bins stand in, so that the rows deleted there
+    are rebuilt too (reading more raw rows costs time, never exactness)."""
+    bins = list(conn.execute(_end_bins_statement(source, affected.as_values), values).scalars())
+    if source.has_users:
+        first = conn.execute(select(func.min(t_stats_access_pattern.c.bin_start))).scalar()
+        before = (
+            NO_END if first is None else datetime.combine(first.date(), time()) + timedelta(days=1)
+        )
+        bins += conn.execute(
+            _active_bins_before_statement(source, affected.as_values),
+            {**values, "bins_before": before},
+        ).scalars()
+    return bins
 
 
 @dataclass(frozen=True)
@@ -559,9 +594,7 @@ def _apply(
     # Where rows of the affected keys end, per job, read before their statistics are deleted.
     watermarks = read_watermarks(conn)
     end_bins = {
-        job.name: conn.execute(_end_bins_statement(SOURCES[job.kind], affected.as_values), values)
-        .scalars()
-        .all()
+        job.name: _end_bins(conn, SOURCES[job.kind], affected, values)
         for job in jobs
         if watermarks.get(job.name) is not None
     }
