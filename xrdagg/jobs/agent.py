@@ -42,6 +42,16 @@ def lock_agent(conn: Connection, name: str, *, wait: bool) -> AgentState:
     return AgentState(row.watermark)
 
 
+def hold_agent(conn: Connection, name: str) -> None:
+    """Lock the job's row until the transaction ends, waiting for a run in flight, by a write (a
+    no-op UPDATE), not only a lock: a run that waited for the row on snapshot isolation then
+    fails to serialize and starts again, seeing what this transaction wrote (a pause, a
+    topology's daily rows); a mere FOR UPDATE would let it go on with its old snapshot."""
+    conn.execute(
+        update(t_agent).where(t_agent.c.job_name == name).values(job_name=t_agent.c.job_name)
+    )
+
+
 def advance_watermark(conn: Connection, name: str, watermark: datetime, run_id: int | None) -> None:
     """Set the job's watermark (in the run's transaction: with its statistics or not at all)."""
     conn.execute(

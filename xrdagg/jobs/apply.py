@@ -54,7 +54,6 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    update,
 )
 
 from xrdagg.db.dialect import (
@@ -67,7 +66,6 @@ from xrdagg.db.dialect import (
     unindexed,
 )
 from xrdagg.db.tables import (
-    t_agent,
     t_domain_site,
     t_host_site,
     t_site_alias,
@@ -80,7 +78,7 @@ from xrdagg.db.tables import (
 from xrdagg.db.types import UtcDate
 from xrdagg.errors import JobBusyError
 from xrdagg.jobs import contributions, daily
-from xrdagg.jobs.agent import ensure_agents
+from xrdagg.jobs.agent import ensure_agents, hold_agent
 from xrdagg.jobs.agent import watermarks as read_watermarks
 from xrdagg.jobs.daily import contiguous_ranges, day_ranges
 from xrdagg.jobs.pause import DEFAULT_LEASE_SECONDS, PauseLease
@@ -629,21 +627,17 @@ def _apply(
 
 
 def _hold_off_daily_jobs(conn: Connection, names: Sequence[str]) -> None:
-    """Step 5's daily rows get one writer: the daily jobs' T_AGENT rows, locked for this
-    transaction before any other row (in name order, as `PauseLease` locks). A daily run in
-    flight finishes first; one that starts meanwhile finds its row busy and skips, or, waiting
-    for it (`xrdagg recompute` runs the daily job so), fails to serialize once the apply has
-    committed and starts again, rolling its days up from what the apply wrote. A write, not
-    only a lock, for that last case: a mere FOR UPDATE let the waiting run go on with the
-    snapshot it took before the apply committed, and commit daily rows of the old topology."""
+    """Step 5's daily rows get one writer: the daily jobs' T_AGENT rows, held for this
+    transaction before any other row (in name order, as `PauseLease` takes them). A daily run
+    in flight finishes first; one that starts meanwhile finds its row busy and skips, or,
+    waiting for it (`xrdagg recompute` runs the daily job so), fails to serialize once the
+    apply has committed and starts again, rolling its days up from what the apply wrote (with a
+    mere FOR UPDATE it went on with its earlier snapshot, and committed daily rows of the old
+    topology: `hold_agent`)."""
     ensure_agents(conn, names)
     for name in sorted(names):
         try:
-            conn.execute(
-                update(t_agent)
-                .where(t_agent.c.job_name == name)
-                .values(job_name=t_agent.c.job_name)
-            )
+            hold_agent(conn, name)
         except exc.DBAPIError as error:
             if not is_lock_busy(error):
                 raise

@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 
 from xrdagg.db.dialect import db_now
-from xrdagg.db.tables import t_agent, t_job_pause
+from xrdagg.db.tables import t_job_pause
 from xrdagg.errors import XrdaggError
-from xrdagg.jobs.agent import ensure_agents
+from xrdagg.jobs.agent import ensure_agents, hold_agent
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +180,7 @@ class PauseLease:
         with self.engine.begin() as conn:
             ensure_agents(conn, self.names)
             for name in self.names:
-                # A write, not only a lock: a run that waited for this row on snapshot
-                # isolation then fails to serialize and starts again, seeing the pause; a mere
-                # FOR UPDATE would let it go on with its old snapshot, blind to the new pause.
-                conn.execute(
-                    update(t_agent)
-                    .where(t_agent.c.job_name == name)
-                    .values(job_name=t_agent.c.job_name)
-                )
+                hold_agent(conn, name)  # a run that waited for it then sees the pause
             now = conn.execute(select(db_now())).scalar_one()
             others = [
                 p
