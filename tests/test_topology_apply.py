@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 
 from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, check_invariant, raw_row
 from tests.reference import RefTopology, assert_same
-from xrdagg.db.tables import t_dirty_day, t_host_site, t_stats_access_pattern
+from xrdagg.db.tables import metadata, t_dirty_day, t_host_site
 from xrdagg.jobs import apply, daily
 from xrdagg.rules import UNKNOWN
 from xrdagg.topology.files import read_topology_dir
@@ -180,30 +180,46 @@ def test_apply_rolls_up_the_daily_rows_of_the_keys_it_changes(
     assert 0 < changed <= report.daily_rows_written <= changed + 2 * len(sites)
 
 
-def test_apply_rebuilds_the_rows_of_days_whose_access_pattern_was_trimmed(
-    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "trimmed",
+    [("t_stats_access_pattern",), ("t_stats_access_pattern", "t_user_activity")],
+    ids=["access-pattern", "and-user-activity"],
+)
+def test_apply_rebuilds_the_rows_of_days_whose_site_tables_were_trimmed(
+    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trimmed: tuple[str, ...]
 ) -> None:
-    # Housekeeping's retention (or a dropped partition) may trim T_STATS_ACCESS_PATTERN, through
-    # which the apply finds FED's raw rows, where T_STATS_AVG and T_USER_ACTIVITY are kept: the
-    # apply still rebuilds their affected rows there (it deleted them), and their daily rows.
-    # Read by ranges (a scan of the run would read those rows anyway, whatever the bins).
+    # Housekeeping's retention (or a dropped partition) may trim T_STATS_ACCESS_PATTERN and
+    # T_USER_ACTIVITY (the shipped example keeps them 120 days) where T_STATS_AVG is kept (400):
+    # the apply still rebuilds the affected rows it deleted there, and every daily row of the
+    # keys it rolls up, from all the raw rows they sum: unl.edu moving to CERN-PROD makes
+    # CERN-PROD a delta site, whose cern.ch rows (an unchanged key) the daily rows of CERN-PROD
+    # sum too. Read by ranges (a scan of the run would read those rows anyway, whatever the bins).
     monkeypatch.setattr(apply, "prefers_scan", lambda dialect, share: False)
     rows = _rows(600)
     for source in ("fed", "eos"):
         db.insert_raw(source, [r for s, r in rows if s == source])
     for job in ("fed10", "eos10", "daily"):
         db.run(job, T0 + timedelta(days=4))
-    with db.engine.begin() as conn:  # as housekeeping trims it
-        gone = conn.execute(
-            delete(t_stats_access_pattern).where(
-                t_stats_access_pattern.c.bin_start < T0 + timedelta(days=1, hours=7)
-            )
-        ).rowcount
-    assert gone
-    new = _new_topology(tmp_path)
+    with db.engine.begin() as conn:  # as housekeeping trims them
+        for name in trimmed:
+            table = metadata.tables[name]
+            gone = conn.execute(
+                delete(table).where(table.c.bin_start < T0 + timedelta(days=1, hours=7))
+            ).rowcount
+            assert gone, name
+    new = tmp_path / "unl-joins-cern"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = json.loads((new / "site_topology.json").read_text())
+    domains = [d for d in domains if d["from_value"] != "unl.edu"]
+    (new / "site_topology.json").write_text(
+        json.dumps([*domains, {"from_value": "unl.edu", "to_value": "CERN-PROD"}])
+    )
     report = apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
     assert report.days[0] < T0 + timedelta(days=1)
-    check_invariant(db, rows, RefTopology.from_dir(new), trimmed=["t_stats_access_pattern"])
+    assert {(c.domain, c.old_site, c.new_site) for c in report.changes} == {
+        ("unl.edu", "Nebraska", "CERN-PROD")
+    }
+    check_invariant(db, rows, RefTopology.from_dir(new), trimmed=trimmed)
 
 
 def _sparse_rows() -> list[tuple[str, dict]]:

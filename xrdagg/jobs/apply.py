@@ -30,13 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
     Engine,
     Executable,
@@ -54,6 +55,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union,
 )
 
 from xrdagg.db.dialect import (
@@ -116,8 +118,6 @@ READ_RANGES = tuple(
     (bindparam(f"read_lo_{i}", type_=UtcDate()), bindparam(f"read_hi_{i}", type_=UtcDate()))
     for i in range(MAX_READ_RANGES)
 )
-BINS_BEFORE = bindparam("bins_before", type_=UtcDate())
-NO_END = datetime(9999, 1, 1)  # BINS_BEFORE for every bin
 RUN_LO_S = bindparam("run_lo_s", type_=Integer())
 RUN_HI_S = bindparam("run_hi_s", type_=Integer())
 AFFECTED_DOMAINS = bindparam("affected_domains", expanding=True, type_=String())
@@ -242,52 +242,33 @@ def _rollup_statements(as_values: bool) -> tuple[Any, ...]:
 
 
 @cache
-def _end_bins_statement(source: Source, as_values: bool) -> Select[Any]:
-    """The 10-minute bins in which raw rows of `source` feeding an affected key end, or more: read
-    from the statistics before they are deleted. With users, T_STATS_ACCESS_PATTERN, which is
-    keyed by the end bin: such a row has a delta site on one side there. Else T_STATS_AVG, whose
-    rows of an affected key cover every bin the row is active in, its end bin included."""
+def _end_bins_statement(source: Source, as_values: bool) -> Select[Any] | CompoundSelect[Any]:
+    """The 10-minute bins in which the raw rows of `source` that the apply must read end, read
+    from the statistics before the deletes. Each table names the end bins of the rows it
+    deletes, so that none depends on another's being kept (housekeeping's `retention_days`, or a
+    dropped partition, trims them separately): T_STATS_AVG's bins where a row of an affected key
+    ends (TRANSFERS_ENDED); with users, the bins of T_USER_ACTIVITY and T_STATS_ACCESS_PATTERN
+    (keyed by the end bin) with a delta site on one side. With users T_STATS_AVG is asked by
+    site as well: where those two were trimmed its bins stand in, and the rows of a delta site
+    re-created there must be all of that site's, of every domain, as its daily rows sum them."""
     sites = _delta_sites(as_values)
-    if source.has_users:
-        table = t_stats_access_pattern
-        return select(table.c.bin_start).where(_sites_hit(table.c, sites)).distinct()
-    return _active_bins(source, sites)
-
-
-@cache
-def _active_bins_before_statement(source: Source, as_values: bool) -> Select[Any]:
-    """T_STATS_AVG's bins before BINS_BEFORE with an affected key of `source`."""
-    return _active_bins(source, _delta_sites(as_values)).where(
-        t_stats_avg.c.bin_start < BINS_BEFORE
+    avg = t_stats_avg.c
+    hit = _sites_hit(avg, sites) if source.has_users else _avg_hit(avg, sites)
+    ends = select(avg.bin_start).where(avg.source == source.label, avg.transfers_ended > 0, hit)
+    if not source.has_users:
+        return ends.distinct()
+    keyed_by_end = (
+        select(table.c.bin_start).where(_sites_hit(table.c, sites))
+        for table in (t_user_activity, t_stats_access_pattern)
     )
-
-
-def _active_bins(source: Source, sites: Any) -> Select[Any]:
-    """T_STATS_AVG's bins with an affected key of `source` (one of the delta `sites`): every
-    bin a raw row of such a key is active in, its end bin among them."""
-    table = t_stats_avg
-    condition = and_(table.c.source == source.label, _avg_hit(table.c, sites))
-    return select(table.c.bin_start).where(condition).distinct()
+    return union(ends, *keyed_by_end)
 
 
 def _end_bins(
     conn: Connection, source: Source, affected: _Affected, values: dict[str, Any]
 ) -> list[datetime]:
-    """`_end_bins_statement`'s bins. T_STATS_ACCESS_PATTERN may have been trimmed (housekeeping's
-    retention_days, a dropped partition) where T_STATS_AVG and T_USER_ACTIVITY are kept: up to
-    the end of its first kept day, T_STATS_AVG's bins stand in, so that the rows deleted there
-    are rebuilt too (reading more raw rows costs time, never exactness)."""
-    bins = list(conn.execute(_end_bins_statement(source, affected.as_values), values).scalars())
-    if source.has_users:
-        first = conn.execute(select(func.min(t_stats_access_pattern.c.bin_start))).scalar()
-        before = (
-            NO_END if first is None else datetime.combine(first.date(), time()) + timedelta(days=1)
-        )
-        bins += conn.execute(
-            _active_bins_before_statement(source, affected.as_values),
-            {**values, "bins_before": before},
-        ).scalars()
-    return bins
+    """`_end_bins_statement`'s bins."""
+    return list(conn.execute(_end_bins_statement(source, affected.as_values), values).scalars())
 
 
 @dataclass(frozen=True)
