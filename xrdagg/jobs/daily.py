@@ -1,4 +1,5 @@
-"""Daily tables rolled up from the 10-minute tables for given days (SPEC §5: never from raw).
+"""Daily tables rolled up from the 10-minute tables for given days (SPEC §5: never from raw;
+MV_SITE_STATS sums its volumes from T_SITE_PAIR_DAY, the daily sums of T_STATS_AVG by site pair).
 
 `rollup_days` replaces the daily rows of a day range: delete, then insert from the 10-minute
 rows of those days. T_SITE is merged from the same days' T_STATS_AVG rows.
@@ -29,6 +30,7 @@ from xrdagg.db.tables import (
     t_dirty_day,
     t_site,
     t_site_country,
+    t_site_pair_day,
     t_stats_access_pattern,
     t_stats_access_pattern_a,
     t_stats_avg,
@@ -92,21 +94,24 @@ def _access_pattern_daily(only: KeyFilter | None) -> tuple[object, object]:
 
 
 def _site_stats_daily(only: KeyFilter | None) -> tuple[object, object]:
-    avg = t_stats_avg
-    in_range = and_(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
-    local = and_(avg.c.src_site == avg.c.dst_site, avg.c.src_site != UNKNOWN)
+    # The volumes from T_SITE_PAIR_DAY, rolled up first (`statements`): its rows hold the same
+    # sums by day, source and both sites, and are a few hundred a day where T_STATS_AVG holds
+    # every bin and domain pair (tens of thousands; each read twice, once for either role).
+    pairs = t_site_pair_day
+    in_range = and_(pairs.c.day >= DAY_LO, pairs.c.day < DAY_HI)
+    local = and_(pairs.c.src_site == pairs.c.dst_site, pairs.c.src_site != UNKNOWN)
     sides = []
-    for role, site in (("SERVER", avg.c.src_site), ("CLIENT", avg.c.dst_site)):
+    for role, site in (("SERVER", pairs.c.src_site), ("CLIENT", pairs.c.dst_site)):
         sides.append(
             select(
-                day_start(avg.c.bin_start).label("day"),
+                pairs.c.day,
                 site.label("site"),
                 literal(role).label("role"),
-                avg.c.source,
-                avg.c.read_bytes,
-                avg.c.write_bytes,
-                avg.c.transfers_ended,
-                case((local, avg.c.read_bytes), else_=0).label("local_read"),
+                pairs.c.source,
+                pairs.c.read_bytes,
+                pairs.c.write_bytes,
+                pairs.c.transfers_ended,
+                case((local, pairs.c.read_bytes), else_=0).label("local_read"),
             ).where(in_range, of_site(only, site))
         )
     both = union_all(*sides).subquery("sides")
@@ -224,9 +229,9 @@ def statements(only: KeyFilter | None = None) -> list[Any]:
     """The roll-up's statements, in order: of whole days, or of the rows `only` keeps."""
     return [
         *_access_pattern_daily(only),
+        *site_pairs.statements(only),  # before MV_SITE_STATS, which sums its rows
         *_site_stats_daily(only),
         _site_merge(only),
-        *site_pairs.statements(only),
     ]
 
 

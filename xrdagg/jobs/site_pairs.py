@@ -1,5 +1,6 @@
 """T_SITE_PAIR_DAY and T_UNRESOLVED_DAY: daily roll-ups of T_STATS_AVG for the reports and
-dashboards, made by the daily job.
+dashboards (and for MV_SITE_STATS, whose volumes are summed from T_SITE_PAIR_DAY), made by the
+daily job.
 
 Month and year matrices (`xrdagg report matrix`, the dashboards) read T_SITE_PAIR_DAY instead
 of scanning 10-minute rows: a day holds 144 bins and every (domain, domain) pair, so the daily
