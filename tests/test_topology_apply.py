@@ -7,12 +7,20 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import delete, func, select
 
 from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, check_invariant, raw_row
-from tests.reference import RefTopology, assert_same
-from xrdagg.db.tables import metadata, t_dirty_day, t_host_site
+from tests.reference import RefTopology, assert_same, compute
+from xrdagg.db.tables import (
+    RAW_COLUMNS,
+    RAW_TABLES,
+    metadata,
+    t_dirty_day,
+    t_domain_site,
+    t_host_site,
+)
 from xrdagg.jobs import apply, daily
 from xrdagg.rules import UNKNOWN
 from xrdagg.topology.files import read_topology_dir
@@ -220,6 +228,100 @@ def test_apply_rebuilds_the_rows_of_days_whose_site_tables_were_trimmed(
         ("unl.edu", "Nebraska", "CERN-PROD")
     }
     check_invariant(db, rows, RefTopology.from_dir(new), trimmed=trimmed)
+
+
+def test_an_apply_where_t_stats_avg_was_trimmed_before_the_site_tables_stops(
+    db: Harness, tmp_path: Path, cli
+) -> None:
+    # T_STATS_AVG trimmed where T_USER_ACTIVITY and T_STATS_ACCESS_PATTERN were kept (another
+    # retention order than the shipped one, or a partition dropped out of order): the apply
+    # would find those days through the site tables, and roll up the daily rows of the delta
+    # sites there from T_STATS_AVG's rows of the affected keys alone. It stops and changes
+    # nothing; after a recompute of the days it names, it gives a full recompute's tables.
+    rows = _rows(600)
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run_all(T0 + timedelta(days=4))
+    with db.engine.begin() as conn:  # as housekeeping trims it
+        avg = metadata.tables["t_stats_avg"]
+        assert conn.execute(delete(avg).where(avg.c.bin_start < T0 + timedelta(hours=31)))
+    before = {name: db.table(name) for name in KEYS}
+    new = tmp_path / "unl-joins-cern"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = json.loads((new / "site_topology.json").read_text())
+    domains = [d for d in domains if d["from_value"] != "unl.edu"]
+    (new / "site_topology.json").write_text(
+        json.dumps([*domains, {"from_value": "unl.edu", "to_value": "CERN-PROD"}])
+    )
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 2, result.output
+    assert "T_STATS_AVG holds fewer rows than the raw table" in result.output
+    assert "T_RAW_FED 2024-03-01 to 2024-03-02: the statistics count" in result.output
+    assert "`xrdagg recompute --from 2024-03-01 --to 2024-03-02`" in result.output
+    assert "nothing was changed" in result.output
+    for name, keys in KEYS.items():
+        assert_same(db.table(name), before[name], keys, name)
+
+    result = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-02")
+    assert result.exit_code == 0, result.output
+    result = cli("topology", "apply", "--dir", str(new))
+    assert result.exit_code == 0, result.output
+    check_invariant(db, rows, RefTopology.from_dir(new))
+
+
+def test_an_apply_over_purged_raw_rows_changes_nothing_and_names_the_days(
+    db: Harness, tmp_path: Path, cli
+) -> None:
+    # The collectors purge their raw tables; the statistics keep those days. An apply would
+    # delete the affected rows there and find nothing to rebuild them from: it stops, changes
+    # nothing and names the days. From the day it names on, an apply rebuilds everything it
+    # deletes, and the days before keep the old topology's rows.
+    rows = _rows(600)  # 2024-03-01 00:00 to 03-03 21:53
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run_all(T0 + timedelta(days=4))
+    with db.engine.begin() as conn:  # as the collectors purge them
+        for raw in RAW_TABLES.values():
+            assert conn.execute(delete(raw).where(raw.c.end_date < T0 + timedelta(hours=30)))
+    before = {name: db.table(name) for name in KEYS}
+    new = _new_topology(tmp_path)
+    for dry_run in (["--dry-run"], []):
+        result = cli("topology", "apply", "--dir", str(new), *dry_run)
+        assert result.exit_code == 2, result.output  # an operator's error, no traceback
+        assert "nothing was changed" in result.output
+        for raw in ("T_RAW_FED", "T_RAW_EOS"):
+            assert f"{raw} 2024-03-01 to 2024-03-02: the statistics count" in result.output
+        assert "--from-day 2024-03-03" in result.output
+        for name, keys in KEYS.items():
+            assert_same(db.table(name), before[name], keys, name)
+    with db.engine.connect() as conn:  # nor the topology loaded
+        mapped = dict(conn.execute(select(t_domain_site.c.from_value, t_domain_site.c.site)).all())
+    assert mapped["bnl.gov"] == "BNL-ATLAS"
+
+    result = cli("topology", "apply", "--dir", str(new), "--from-day", "2024-03-03")
+    assert result.exit_code == 0, result.output
+    assert "statistics before 2024-03-03 left as they were" in result.output
+    from_day = datetime(2024, 3, 3)
+    frames = {
+        source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
+        for source in ("fed", "eos")
+    }
+    expected = compute(
+        frames["fed"],
+        frames["eos"],
+        RefTopology.from_dir(new),
+        db.watermark("fed10"),
+        db.watermark("eos10"),
+    )
+    for name, keys in KEYS.items():
+        if name == "t_site":  # merged, never shrunk: no day to split by
+            continue
+        time, actual = keys[0], db.table(name)
+        old, new_rows = before[name], expected[name]
+        assert_same(actual[actual[time] < from_day], old[old[time] < from_day], keys, name)
+        assert_same(
+            actual[actual[time] >= from_day], new_rows[new_rows[time] >= from_day], keys, name
+        )
 
 
 def _sparse_rows() -> list[tuple[str, dict]]:

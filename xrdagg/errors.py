@@ -13,6 +13,11 @@ class TopologyError(XrdaggError):
     """A topology file is malformed; the message names the file, the entry and the reason."""
 
 
+class RebuildRefusedError(XrdaggError):
+    """A rebuild stopped before changing anything: it could not rebuild exactly what it would
+    delete (raw rows purged, a statistics table trimmed where another was kept)."""
+
+
 class JobBusyError(XrdaggError):
     """Another run of the same job holds its T_AGENT row."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -202,16 +203,24 @@ def unresolved_cmd(ctx: Context, days: float, limit: int) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Show the changes and their cost, then roll everything back."
 )
+@click.option(
+    "--from-day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Rebuild only the statistics of this day (UTC) and later; those before keep the sites "
+    "of the old topology (for history whose raw rows the collectors have purged).",
+)
 @pass_context
 @operator_errors
-def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
+def apply(ctx: Context, directory: Path | None, dry_run: bool, from_day: datetime | None) -> None:
     """Load a new topology and recompute only the statistics it changes.
 
     The cached hosts the change can affect are resolved again; the statistics of the
     (domain, site) keys that hosts leave or join are rebuilt, on the days that hold them, from
     the raw rows that feed them, in one transaction (the 10-minute jobs are paused meanwhile),
     and so are the daily rows of those keys on those days. Then the daily job runs, for the
-    days the 10-minute jobs left to roll up.
+    days the 10-minute jobs left to roll up. Where the raw rows behind such statistics are gone
+    (purged by the collectors) it stops and changes nothing, naming the days: `--from-day`
+    then rebuilds the later days only.
 
     Example: xrdagg topology apply --dir /etc/xrdagg/topology --dry-run
     """
@@ -232,6 +241,7 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
             specs,
             dry_run=dry_run,
             lease_seconds=ctx.settings.pause_lease_seconds,
+            from_day=from_day,
         )
     verb = "would change" if dry_run else "changed"
     by_domain: dict[str, list[PairChange]] = defaultdict(list)
@@ -266,6 +276,8 @@ def apply(ctx: Context, directory: Path | None, dry_run: bool) -> None:
         f"{report.raw_rows_read} raw rows re-aggregated, "
         f"{report.daily_rows_written} daily rows rolled up again"
     )
+    if from_day is not None:
+        console.print(f"statistics before {from_day:%Y-%m-%d} left as they were (old topology)")
     unresolved = sum(1 for c in report.changes if c.new_site == UNKNOWN)
     if unresolved:
         console.print(f"warning: {unresolved} cached host(s) {verb} to unresolved ({UNKNOWN})")

@@ -8,10 +8,14 @@ In one transaction, with the 10-minute jobs paused:
 3. find the days that hold statistics of those keys, and delete those rows (T_STATS_AVG by
    domain and site; T_USER_ACTIVITY and T_STATS_ACCESS_PATTERN, which have no domain, by site);
 4. for each run of consecutive such days, stage the raw rows under each job's watermark that
-   end in it, in the 10-minute bins where rows of the affected keys end (read from the
-   statistics in step 3, before the deletes), and can feed an affected key (a prefilter on the
-   affected pairs and names), and insert their contributions to the affected keys in that
-   run's bins;
+   end in it, in the 10-minute bins where rows of the affected keys (FED: of the delta sites)
+   end, read from the statistics in step 3 before the deletes, and can feed an affected key (a
+   prefilter on the affected pairs and names), and insert their contributions to the affected
+   keys in that run's bins. Where a day's staged rows are not as many as the statistics
+   counted there before the deletes, it stops and changes nothing (`RebuildRefusedError`):
+   fewer, and raw rows are gone (purged by the collectors); more, and T_STATS_AVG was trimmed
+   where the site tables were kept, so the daily rows summed from it would come out short.
+   `from_day` rebuilds the days from it on only;
 5. roll up the daily rows of those keys on those days (and merge T_SITE for the delta sites):
    every other daily row keeps its value, as the 10-minute rows it sums stay or are rebuilt
    with the same sums on its side. The daily job, which rolls whole days up, is held off
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,7 @@ from sqlalchemy import (
 from xrdagg.db.dialect import (
     day_start,
     db_now,
+    floor_to,
     is_lock_busy,
     prefers_scan,
     sqlite_shortcut,
@@ -78,7 +83,7 @@ from xrdagg.db.tables import (
     t_user_activity,
 )
 from xrdagg.db.types import UtcDate
-from xrdagg.errors import JobBusyError
+from xrdagg.errors import JobBusyError, RebuildRefusedError
 from xrdagg.jobs import contributions, daily
 from xrdagg.jobs.agent import ensure_agents, hold_agent
 from xrdagg.jobs.agent import watermarks as read_watermarks
@@ -93,7 +98,14 @@ from xrdagg.jobs.stage import (
     stage_resolved,
     t_stage_group,
 )
-from xrdagg.rules import ANY_DOMAIN, BIN_SECONDS, NULL_KEY, seconds_since_epoch
+from xrdagg.rules import (
+    ANY_DOMAIN,
+    BIN_SECONDS,
+    DAY_SECONDS,
+    NULL_KEY,
+    at_epoch_seconds,
+    seconds_since_epoch,
+)
 from xrdagg.sources import SOURCES, Source
 from xrdagg.topology.files import Topology
 from xrdagg.topology.resolver import Resolution, parent_domains
@@ -118,6 +130,8 @@ READ_RANGES = tuple(
     (bindparam(f"read_lo_{i}", type_=UtcDate()), bindparam(f"read_hi_{i}", type_=UtcDate()))
     for i in range(MAX_READ_RANGES)
 )
+REBUILD_FROM = bindparam("rebuild_from", type_=UtcDate())
+EVERY_DAY = datetime(1970, 1, 1)  # REBUILD_FROM when every day is rebuilt
 RUN_LO_S = bindparam("run_lo_s", type_=Integer())
 RUN_HI_S = bindparam("run_hi_s", type_=Integer())
 AFFECTED_DOMAINS = bindparam("affected_domains", expanding=True, type_=String())
@@ -154,6 +168,7 @@ class ApplyReport:
     raw_rows_read: int = 0  # raw rows staged (prefiltered) for the rebuild
     days: list[datetime] = field(default_factory=list)
     daily_rows_written: int = 0  # the affected keys' daily rows, rolled up again
+    from_day: datetime | None = None  # days before it were left as they were
 
 
 # --- which keys -----------------------------------------------------------------------------------
@@ -217,7 +232,7 @@ def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable
     sites = _delta_sites(as_values)
     statements = []
     for table, hit in _TABLES:
-        condition = hit(table.c, sites)
+        condition = and_(table.c.bin_start >= REBUILD_FROM, hit(table.c, sites))
         days = select(day_start(table.c.bin_start)).where(condition).distinct()
         statements.append((days, delete(table).where(condition)))
     return tuple(statements)
@@ -253,7 +268,7 @@ def _end_bins_statement(source: Source, as_values: bool) -> Select[Any] | Compou
     re-created there must be all of that site's, of every domain, as its daily rows sum them."""
     sites = _delta_sites(as_values)
     avg = t_stats_avg.c
-    hit = _sites_hit(avg, sites) if source.has_users else _avg_hit(avg, sites)
+    hit = _read_hit(source, avg, sites)
     ends = select(avg.bin_start).where(avg.source == source.label, avg.transfers_ended > 0, hit)
     if not source.has_users:
         return ends.distinct()
@@ -269,6 +284,33 @@ def _end_bins(
 ) -> list[datetime]:
     """`_end_bins_statement`'s bins."""
     return list(conn.execute(_end_bins_statement(source, affected.as_values), values).scalars())
+
+
+def _read_hit(source: Source, row: Any, sites: Any = None) -> ColumnElement[bool]:
+    """The rows of `source` a rebuild must read all of, as T_STATS_AVG (or a staged group) holds
+    them: with users, those of a delta site on either side (the site tables delete by site);
+    else those of an affected (domain, site) key. Either set is the same raw rows under the old
+    topology and the new: a side whose site changes has its old and its new site (key) in the
+    delta, and an unchanged side keeps its own."""
+    return _sites_hit(row, sites) if source.has_users else _avg_hit(row, sites)
+
+
+@cache
+def _ended_by_day_statement(source: Source, as_values: bool) -> Select[Any]:
+    """Per day from REBUILD_FROM on, how many raw rows of `source` that a rebuild must read end
+    in it, as the statistics count them (T_STATS_AVG's TRANSFERS_ENDED), read before the
+    deletes: a rebuild that finds another number stops (`RebuildRefusedError`)."""
+    avg = t_stats_avg.c
+    day = day_start(avg.bin_start)
+    return (
+        select(day, func.sum(avg.transfers_ended))
+        .where(
+            avg.source == source.label,
+            avg.bin_start >= REBUILD_FROM,
+            _read_hit(source, avg, _delta_sites(as_values)),
+        )
+        .group_by(day)
+    )
 
 
 @dataclass(frozen=True)
@@ -372,6 +414,8 @@ def _raw_prefilter(raw: Any, as_values: bool) -> ColumnElement[bool]:
 class _RunStatements:
     stage_condition: ColumnElement[bool]
     inserts: tuple[Executable, ...]
+    # Per day (epoch seconds), the staged rows that `_ended_by_day_statement` counts.
+    ending_by_day: Select[Any]
 
 
 @cache
@@ -403,12 +447,19 @@ def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunState
         ending = and_(staged.c.end_bin >= RUN_LO_S, staged.c.end_bin < RUN_HI_S)
         site_rows = _where(staged, and_(ending, _sites_hit(staged.c)))
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
+    end_day = floor_to(staged.c.end_bin, DAY_SECONDS)
+    ending_in_run = and_(
+        staged.c.end_bin >= RUN_LO_S, staged.c.end_bin < RUN_HI_S, _read_hit(source, staged.c)
+    )
     # Every key these rows go to was deleted in these bins: plain INSERTs, nothing can collide.
     # The filter before the dates: SQLite reads a row's columns in order, and the domains come
     # before the dates in the raw row (an apply on 1M rows: -14 % of its instructions).
     return _RunStatements(
         stage_condition=and_(_raw_prefilter(raw, as_values), rows_ending),
         inserts=tuple(m.as_insert() for m in merges),
+        ending_by_day=select(end_day, func.sum(staged.c.n_rows))
+        .where(ending_in_run)
+        .group_by(end_day),
     )
 
 
@@ -456,12 +507,11 @@ def _rebuild_run(
     affected: _Affected,
     ranges: Sequence[tuple[datetime, datetime]],
     by_scan: bool,
-) -> tuple[int, int]:
+) -> _RunResult:
     """Rebuild the affected keys of `source` in bins [lo, hi) from the raw rows ending in the
-    END_DATE `ranges` (`by_scan`: ending in the run, read by a scan); (raw rows staged, rows
-    written)."""
+    END_DATE `ranges` (`by_scan`: ending in the run, read by a scan)."""
     if not ranges:
-        return 0, 0  # no row of an affected key ends here: nothing to insert
+        return _RunResult()  # no row of an affected key ends here: nothing to insert
     statements = _run_statements(source, affected.as_values, by_scan)
     params = {
         **affected.params(),
@@ -473,12 +523,81 @@ def _rebuild_run(
         "watermark": watermark,
     }
     staged = stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
-    written = 0
+    result = _RunResult(staged=staged.rows)
     if staged.rows:
+        for day_s, rows in conn.execute(statements.ending_by_day, params):
+            result.ending[at_epoch_seconds(int(day_s))] = int(rows)
         for statement in statements.inserts:
-            written += max(conn.execute(statement, params).rowcount, 0)
+            result.written += max(conn.execute(statement, params).rowcount, 0)
     release_stage(conn)
-    return staged.rows, written
+    return result
+
+
+@dataclass
+class _RunResult:
+    staged: int = 0  # raw rows staged
+    written: int = 0  # statistics rows written
+    # Per day, the staged rows that `_ended_by_day_statement` counts.
+    ending: dict[datetime, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Mismatch:
+    """A day whose raw rows of `source` that a rebuild must read are not the ones the statistics
+    count: fewer (`found` < `counted`: raw rows purged) or more (T_STATS_AVG trimmed)."""
+
+    source: Source
+    day: datetime
+    counted: int
+    found: int
+
+
+def _runs_of_days(mismatches: Sequence[_Mismatch]) -> list[str]:
+    """The mismatched days per raw table, as runs of consecutive days with their counts."""
+    runs = []
+    for source in sorted({m.source for m in mismatches}, key=lambda source: source.label):
+        of_source = {m.day: m for m in mismatches if m.source == source}
+        for lo, hi in day_ranges(of_source):
+            days = [of_source[d] for d in of_source if lo <= d < hi]
+            last = hi - timedelta(days=1)
+            span = f"{lo:%Y-%m-%d}" + ("" if last == lo else f" to {last:%Y-%m-%d}")
+            runs.append(
+                f"{source.raw.name.upper()} {span}: the statistics count "
+                f"{sum(d.counted for d in days)} raw rows of the affected sites ending there, "
+                f"the raw table holds {sum(d.found for d in days)}"
+            )
+    return runs
+
+
+def _refusal(mismatches: Sequence[_Mismatch]) -> RebuildRefusedError:
+    """The error of an apply that would lose statistics: the days, in runs, what to do about
+    them, and the day from which an apply can rebuild everything it deletes."""
+    parts = []
+    purged = [m for m in mismatches if m.found < m.counted]
+    if purged:
+        parts.append(
+            "raw rows behind the statistics it would rebuild are gone (purged by the "
+            f"collectors?): {'; '.join(_runs_of_days(purged))}. Restore them; or, if they were "
+            "removed on purpose, rebuild those days from the raw rows first (`xrdagg audit "
+            "--repair`)"
+        )
+    trimmed = [m for m in mismatches if m.found > m.counted]
+    if trimmed:
+        first, last = min(m.day for m in trimmed), max(m.day for m in trimmed)
+        parts.append(
+            "T_STATS_AVG holds fewer rows than the raw table where T_USER_ACTIVITY or "
+            "T_STATS_ACCESS_PATTERN still holds rows of the affected sites (trimmed by "
+            "housekeeping or a dropped partition, or rows that arrived behind the watermark), "
+            "and the daily rows summed from it would be rebuilt short: "
+            f"{'; '.join(_runs_of_days(trimmed))}. Rebuild those days first (`xrdagg recompute "
+            f"--from {first:%Y-%m-%d} --to {last:%Y-%m-%d}`)"
+        )
+    resume = max(m.day for m in mismatches) + timedelta(days=1)
+    return RebuildRefusedError(
+        f"topology apply: {'. And '.join(parts)}; or apply from a later day with "
+        f"`--from-day {resume:%Y-%m-%d}`, which leaves the statistics before it as they are "
+        "(under the old topology). Rebuilding would lose statistics, so nothing was changed"
+    )
 
 
 # --- the whole apply ------------------------------------------------------------------------------
@@ -492,11 +611,18 @@ def apply_topology(
     *,
     dry_run: bool = False,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    from_day: datetime | None = None,
 ) -> ApplyReport:
     """Load `topology` and rebuild the statistics it changes, in one transaction, with the
     10-minute jobs paused (not with `dry_run`, which rolls everything back); returns what
     changed and what it cost. A dry run also counts the raw rows behind each changed host, for
-    the operator's review; the apply itself spends no pass on that."""
+    the operator's review; the apply itself spends no pass on that.
+
+    With `from_day` (a midnight) only the statistics of that day and later are rebuilt; those
+    before keep the sites of the old topology. Where the raw rows behind statistics it would
+    rebuild are gone, it raises `RebuildRefusedError` and changes nothing."""
+    if from_day is not None and from_day != datetime.combine(from_day.date(), time()):
+        raise ValueError(f"from_day must be a midnight, not {from_day}")
     ten_minute = [j for j in jobs if j.source is not None]
     # Every day may hold affected keys: the pause covers all days (no range), so a recompute
     # and an apply never rebuild at once. A dry run rolls back: it pauses nothing, but holds the
@@ -521,6 +647,7 @@ def apply_topology(
                     ten_minute,
                     count_rows=dry_run,
                     daily_jobs=[j.name for j in jobs if j.kind == "daily"],
+                    from_day=from_day,
                 )
             except BaseException:
                 transaction.rollback()
@@ -542,8 +669,9 @@ def _apply(
     *,
     count_rows: bool,
     daily_jobs: Sequence[str],
+    from_day: datetime | None = None,
 ) -> ApplyReport:
-    report = ApplyReport()
+    report = ApplyReport(from_day=from_day)
     _hold_off_daily_jobs(conn, daily_jobs)
     tune_for_aggregation(conn)
     old_aliases = {r.alias: r.site for r in conn.execute(select(t_site_alias))}
@@ -576,14 +704,17 @@ def _apply(
         insert(t_topology_delta), [{"domain_name": d, "site": s} for d, s in sorted(delta)]
     )
     affected = _affected(conn, {site for _, site in delta})
-    values = affected.params()
-    # Where rows of the affected keys end, per job, read before their statistics are deleted.
+    values = {**affected.params(), "rebuild_from": from_day or EVERY_DAY}
+    # Where rows of the affected keys end, per job, and how many end on each day, read before
+    # their statistics are deleted.
     watermarks = read_watermarks(conn)
-    end_bins = {
-        job.name: _end_bins(conn, SOURCES[job.kind], affected, values)
-        for job in jobs
-        if watermarks.get(job.name) is not None
-    }
+    rebuilt = [(job, w) for job in jobs if (w := watermarks.get(job.name)) is not None]
+    end_bins, ended_by_day = {}, {}
+    for job, _ in rebuilt:
+        source = SOURCES[job.kind]
+        end_bins[job.name] = _end_bins(conn, source, affected, values)
+        counts = conn.execute(_ended_by_day_statement(source, affected.as_values), values)
+        ended_by_day[job.name] = {day: int(n) for day, n in counts}
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
     for find_days, clear in _clearing_statements(affected.as_values):
@@ -591,20 +722,27 @@ def _apply(
         report.stats_rows_deleted += conn.execute(clear, values).rowcount
     report.days = sorted(days)
 
-    for job in jobs:
-        watermark = watermarks.get(job.name)
-        if watermark is None:
-            continue
+    mismatches = []
+    for job, watermark in rebuilt:
         source = SOURCES[job.kind]
         span = end_date_span(conn, source)
         for lo, hi in day_ranges(report.days):
             ranges = _read_ranges(end_bins[job.name], lo, hi)
             by_scan = prefers_scan(conn.dialect.name, share_of_span(span, ranges))
-            staged, written = _rebuild_run(
-                conn, source, lo, hi, watermark, affected, ranges, by_scan
-            )
-            report.raw_rows_read += staged
-            report.stats_rows_written += written
+            run = _rebuild_run(conn, source, lo, hi, watermark, affected, ranges, by_scan)
+            report.raw_rows_read += run.staged
+            report.stats_rows_written += run.written
+            # Fewer rows than the statistics counted: raw rows are gone (purged by the
+            # collectors), and the statistics just deleted cannot be rebuilt. More: T_STATS_AVG
+            # lacks rows the other tables kept (trimmed), and the daily rows summed from it
+            # would be rolled up short. Either would lose statistics.
+            counted_days = ended_by_day[job.name]
+            for day in sorted({d for d in counted_days if lo <= d < hi} | set(run.ending)):
+                counted, found = counted_days.get(day, 0), run.ending.get(day, 0)
+                if found != counted:
+                    mismatches.append(_Mismatch(source, day, counted, found))
+    if mismatches:
+        raise _refusal(mismatches)
     report.daily_rows_written = daily.rollup_days(
         conn, report.days, _rollup_statements(affected.as_values), values
     )
