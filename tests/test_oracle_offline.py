@@ -30,6 +30,7 @@ from xrdagg.raw.generate import generate
 from xrdagg.raw.load import load_file, load_frame
 from xrdagg.report.query import QUERIES, Filters
 from xrdagg.reports import invalid_rows, job_status, top_site_pairs, unresolved, unresolved_share
+from xrdagg.sources import SOURCES
 from xrdagg.topology.files import read_topology_dir
 from xrdagg.topology.store import load_topology
 
@@ -121,8 +122,14 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
     translate = {RAW_SCHEMA: "atlas_xrd_mon"}
     rendered = set()
     # The workflow's apply names its few delta sites as values; past Oracle's 1,000-value IN
-    # list the roll-up of the changed keys reads them from T_TOPOLOGY_DELTA: compiled here.
-    for statement in [*executed_statements, *apply._rollup_statements(as_values=False)]:
+    # list the roll-up of the changed keys reads them from T_TOPOLOGY_DELTA: compiled here, and
+    # so is the read of a changed alias's spellings (the workflow changes no alias).
+    spellings = [apply._spellings_statement(source) for source in SOURCES.values()]
+    for statement in [
+        *executed_statements,
+        *apply._rollup_statements(as_values=False),
+        *spellings,
+    ]:
         compiled = statement.compile(dialect=dialect, schema_translate_map=translate)
         # What execution does with the map (SQLAlchemy applies it only when executing).
         rendered.add(compiled.preparer._render_schema_translates(compiled.string, translate))

@@ -230,6 +230,46 @@ def test_apply_rebuilds_the_rows_of_days_whose_site_tables_were_trimmed(
     check_invariant(db, rows, RefTopology.from_dir(new), trimmed=trimmed)
 
 
+def _without_cern_alias(tmp_path: Path) -> Path:
+    """The test topology without the T2_CH_CERN alias (a SERVER_SITE then kept as written)."""
+    new = tmp_path / "no-cern-alias"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    vo_sites = json.loads((new / "vo_sites.json").read_text())
+    (new / "vo_sites.json").write_text(
+        json.dumps([v for v in vo_sites if v["vo_site"] != "T2_CH_CERN"])
+    )
+    return new
+
+
+@pytest.mark.parametrize("change", ["removed", "added"])
+def test_an_alias_change_rebuilds_the_rows_of_every_spelling(
+    db: Harness, tmp_path: Path, cli, change: str
+) -> None:
+    # The alias map looks a SERVER_SITE up in upper case, and a name it lacks is kept as written
+    # (trimmed): 't2_ch_cern' and 'T2_CH_CERN' are one site with the alias, two without. An
+    # apply that removes or adds the alias rebuilds the rows of every spelling (it read only
+    # the upper-case one's, and stopped, finding other counts than the statistics held).
+    without = _without_cern_alias(tmp_path)
+    before, after = (TEST_TOPOLOGY, without) if change == "removed" else (without, TEST_TOPOLOGY)
+    db.load_topology(before)
+    rows = []
+    for i in range(40):
+        end = T0 + timedelta(minutes=30 * i)
+        rows.append(
+            ("fed" if i % 2 else "eos",
+             raw_row(start_date=end - timedelta(minutes=5), end_date=end, insert_date=end + timedelta(seconds=30),
+                     server_host="node", server_domain="unl.edu", client_host="wn1", client_domain="bnl.gov",
+                     server_site=["t2_ch_cern ", "T2_CH_CERN", "T2_ch_CERN"][i % 3], user_vo="cms",
+                     user_dn="/CN=a", read_bytes_at_close=100 + i))
+        )  # fmt: skip
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    db.run_all(T0 + timedelta(days=3))
+    result = cli("topology", "apply", "--dir", str(after))
+    assert result.exit_code == 0, result.output
+    check_invariant(db, rows, RefTopology.from_dir(after))
+
+
 def test_an_apply_where_t_stats_avg_was_trimmed_before_the_site_tables_stops(
     db: Harness, tmp_path: Path, cli
 ) -> None:
@@ -255,7 +295,7 @@ def test_an_apply_where_t_stats_avg_was_trimmed_before_the_site_tables_stops(
     )
     result = cli("topology", "apply", "--dir", str(new))
     assert result.exit_code == 2, result.output
-    assert "T_STATS_AVG holds fewer rows than the raw table" in result.output
+    assert "the raw table holds more rows than the statistics count" in result.output
     assert "T_RAW_FED 2024-03-01 to 2024-03-02: the statistics count" in result.output
     assert "`xrdagg recompute --from 2024-03-01 --to 2024-03-02`" in result.output
     assert "nothing was changed" in result.output

@@ -32,7 +32,7 @@ T_MSG_RATE is keyed by domain only: a topology change never touches it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import cache
@@ -447,9 +447,17 @@ def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunState
         ending = and_(staged.c.end_bin >= RUN_LO_S, staged.c.end_bin < RUN_HI_S)
         site_rows = _where(staged, and_(ending, _sites_hit(staged.c)))
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
-    end_day = floor_to(staged.c.end_bin, DAY_SECONDS)
-    ending_in_run = and_(
-        staged.c.end_bin >= RUN_LO_S, staged.c.end_bin < RUN_HI_S, _read_hit(source, staged.c)
+    # The rows `_ended_by_day_statement` counts, by end day: grouped by a column of a subquery,
+    # not by the expression, which Oracle may refuse with bind parameters in it (ORA-00979
+    # under cursor sharing).
+    counted = (
+        select(floor_to(staged.c.end_bin, DAY_SECONDS).label("end_day"), staged.c.n_rows)
+        .where(
+            staged.c.end_bin >= RUN_LO_S,
+            staged.c.end_bin < RUN_HI_S,
+            _read_hit(source, staged.c),
+        )
+        .subquery("counted")
     )
     # Every key these rows go to was deleted in these bins: plain INSERTs, nothing can collide.
     # The filter before the dates: SQLite reads a row's columns in order, and the domains come
@@ -457,9 +465,9 @@ def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunState
     return _RunStatements(
         stage_condition=and_(_raw_prefilter(raw, as_values), rows_ending),
         inserts=tuple(m.as_insert() for m in merges),
-        ending_by_day=select(end_day, func.sum(staged.c.n_rows))
-        .where(ending_in_run)
-        .group_by(end_day),
+        ending_by_day=select(counted.c.end_day, func.sum(counted.c.n_rows)).group_by(
+            counted.c.end_day
+        ),
     )
 
 
@@ -577,20 +585,19 @@ def _refusal(mismatches: Sequence[_Mismatch]) -> RebuildRefusedError:
     if purged:
         parts.append(
             "raw rows behind the statistics it would rebuild are gone (purged by the "
-            f"collectors?): {'; '.join(_runs_of_days(purged))}. Restore them; or, if they were "
-            "removed on purpose, rebuild those days from the raw rows first (`xrdagg audit "
-            "--repair`)"
+            f"collectors?): {'; '.join(_runs_of_days(purged))}. Restore them (a recompute or "
+            "an audit repair of those days would lose their statistics)"
         )
     trimmed = [m for m in mismatches if m.found > m.counted]
     if trimmed:
         first, last = min(m.day for m in trimmed), max(m.day for m in trimmed)
         parts.append(
-            "T_STATS_AVG holds fewer rows than the raw table where T_USER_ACTIVITY or "
-            "T_STATS_ACCESS_PATTERN still holds rows of the affected sites (trimmed by "
-            "housekeeping or a dropped partition, or rows that arrived behind the watermark), "
-            "and the daily rows summed from it would be rebuilt short: "
-            f"{'; '.join(_runs_of_days(trimmed))}. Rebuild those days first (`xrdagg recompute "
-            f"--from {first:%Y-%m-%d} --to {last:%Y-%m-%d}`)"
+            "the raw table holds more rows than the statistics count (T_STATS_AVG trimmed by "
+            "housekeeping or a dropped partition where other rows of those days were kept, or "
+            "raw rows that arrived behind the watermark), and the daily rows summed from it "
+            f"would be rebuilt short: {'; '.join(_runs_of_days(trimmed))}. Rebuild those days "
+            f"from the raw rows first (`xrdagg recompute --from {first:%Y-%m-%d} --to "
+            f"{last:%Y-%m-%d}`)"
         )
     resume = max(m.day for m in mismatches) + timedelta(days=1)
     return RebuildRefusedError(
@@ -697,6 +704,10 @@ def _apply(
     for alias, (old, new) in report.alias_changes.items():
         # A SERVER_SITE the map no longer (or newly) knows is kept as it is written.
         delta |= {(ANY_DOMAIN, old or alias), (ANY_DOMAIN, new or alias)}
+    if report.alias_changes:
+        # As written means in any case ('t2_ch_cern'), where the map looks names up in upper
+        # case: each spelling of a changed alias in the raw rows is a site of its own.
+        delta |= {(ANY_DOMAIN, name) for name in _spellings(conn, jobs, report.alias_changes)}
     conn.execute(delete(t_topology_delta))
     if not delta:
         return report
@@ -750,6 +761,23 @@ def _apply(
         _count_affected_rows(conn, report, now, jobs, watermarks)
     conn.execute(delete(t_topology_delta))
     return report
+
+
+def _spellings(conn: Connection, jobs: Sequence[JobSpec], aliases: Iterable[str]) -> set[str]:
+    """The SERVER_SITE values of the raw rows, as written (trimmed), that the map looks up as one
+    of `aliases`: a scan of each raw table, only when an apply changes aliases (rarely)."""
+    keys = sorted(aliases)
+    names: set[str] = set()
+    for source in {SOURCES[job.kind] for job in jobs}:
+        names |= set(conn.execute(_spellings_statement(source), {"alias_keys": keys}).scalars())
+    return names
+
+
+@cache
+def _spellings_statement(source: Source) -> Select[Any]:
+    named = func.trim(source.raw.c.server_site)
+    keys = bindparam("alias_keys", expanding=True, type_=String())
+    return select(named).where(func.upper(named).in_(keys)).distinct()
 
 
 def _hold_off_daily_jobs(conn: Connection, names: Sequence[str]) -> None:
