@@ -41,7 +41,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
     Connection,
     Engine,
     Executable,
@@ -59,7 +58,6 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    union,
 )
 
 from xrdagg.db.dialect import (
@@ -224,8 +222,8 @@ _TABLES = (
 
 
 @cache
-def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable], ...]:
-    """Per statistics table: the days holding rows of the affected keys, and their DELETE. With
+def _clearing_statements(as_values: bool) -> tuple[_Clearing, ...]:
+    """Per statistics table: where it holds rows of the affected keys, and their DELETE. With
     `as_values` the delta sites are the list of values DELTA_SITES (`_Affected`), which the
     database can look up in a site index before it reads a row: on 1M raw rows, PostgreSQL found
     the days of T_STATS_AVG in 2 ms instead of a 137 ms scan of its 181k rows."""
@@ -233,9 +231,29 @@ def _clearing_statements(as_values: bool) -> tuple[tuple[Select[Any], Executable
     statements = []
     for table, hit in _TABLES:
         condition = and_(table.c.bin_start >= REBUILD_FROM, hit(table.c, sites))
-        days = select(day_start(table.c.bin_start)).where(condition).distinct()
-        statements.append((days, delete(table).where(condition)))
+        keyed_by_end = table is not t_stats_avg
+        # The site tables are keyed by the end bin: their bins are end bins of the rows to read
+        # (`_end_bins_statement`), found by the same read (T_USER_ACTIVITY has no site index:
+        # on the worst mix a second scan of it took 0.11 s of a 1.9 s apply, PostgreSQL).
+        found = table.c.bin_start if keyed_by_end else day_start(table.c.bin_start)
+        statements.append(
+            _Clearing(
+                select(found).where(condition).distinct(),
+                delete(table).where(condition),
+                keyed_by_end,
+            )
+        )
     return tuple(statements)
+
+
+@dataclass(frozen=True)
+class _Clearing:
+    """One table's part of step 3: where its affected rows are (the days holding them, or, for
+    a table keyed by the end bin, their bins), and their DELETE."""
+
+    find: Select[Any]
+    delete: Executable
+    keyed_by_end: bool
 
 
 @cache
@@ -257,26 +275,20 @@ def _rollup_statements(as_values: bool) -> tuple[Any, ...]:
 
 
 @cache
-def _end_bins_statement(source: Source, as_values: bool) -> Select[Any] | CompoundSelect[Any]:
+def _end_bins_statement(source: Source, as_values: bool) -> Select[Any]:
     """The 10-minute bins in which the raw rows of `source` that the apply must read end, read
     from the statistics before the deletes. Each table names the end bins of the rows it
     deletes, so that none depends on another's being kept (housekeeping's `retention_days`, or a
-    dropped partition, trims them separately): T_STATS_AVG's bins where a row of an affected key
-    ends (TRANSFERS_ENDED); with users, the bins of T_USER_ACTIVITY and T_STATS_ACCESS_PATTERN
-    (keyed by the end bin) with a delta site on one side. With users T_STATS_AVG is asked by
-    site as well: where those two were trimmed its bins stand in, and the rows of a delta site
+    dropped partition, trims them separately): here T_STATS_AVG's bins where a row of an
+    affected key ends (TRANSFERS_ENDED); with users, the bins of T_USER_ACTIVITY and
+    T_STATS_ACCESS_PATTERN (keyed by the end bin) with a delta site on one side are the ones
+    their own clearing finds (`_clearing_statements`). With users T_STATS_AVG is asked by site
+    as well: where those two were trimmed its bins stand in, and the rows of a delta site
     re-created there must be all of that site's, of every domain, as its daily rows sum them."""
-    sites = _delta_sites(as_values)
     avg = t_stats_avg.c
-    hit = _read_hit(source, avg, sites)
+    hit = _read_hit(source, avg, _delta_sites(as_values))
     ends = select(avg.bin_start).where(avg.source == source.label, avg.transfers_ended > 0, hit)
-    if not source.has_users:
-        return ends.distinct()
-    keyed_by_end = (
-        select(table.c.bin_start).where(_sites_hit(table.c, sites))
-        for table in (t_user_activity, t_stats_access_pattern)
-    )
-    return union(ends, *keyed_by_end)
+    return ends.distinct()
 
 
 def _end_bins(
@@ -720,7 +732,8 @@ def _apply(
     # their statistics are deleted.
     watermarks = read_watermarks(conn)
     rebuilt = [(job, w) for job in jobs if (w := watermarks.get(job.name)) is not None]
-    end_bins, ended_by_day = {}, {}
+    end_bins: dict[str, list[datetime]] = {}
+    ended_by_day: dict[str, dict[datetime, int]] = {}
     for job, _ in rebuilt:
         source = SOURCES[job.kind]
         end_bins[job.name] = _end_bins(conn, source, affected, values)
@@ -728,9 +741,15 @@ def _apply(
         ended_by_day[job.name] = {day: int(n) for day, n in counts}
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
-    for find_days, clear in _clearing_statements(affected.as_values):
-        days |= set(conn.execute(find_days, values).scalars().all())
-        report.stats_rows_deleted += conn.execute(clear, values).rowcount
+    for clearing in _clearing_statements(affected.as_values):
+        held = set(conn.execute(clearing.find, values).scalars())
+        if clearing.keyed_by_end:  # end bins of the rows of FED, the one source with users
+            for job, _ in rebuilt:
+                if SOURCES[job.kind].has_users:
+                    end_bins[job.name] += held
+            held = {datetime.combine(b.date(), time()) for b in held}
+        days |= held
+        report.stats_rows_deleted += conn.execute(clearing.delete, values).rowcount
     report.days = sorted(days)
 
     mismatches = []
