@@ -150,20 +150,27 @@ def check_invariant(
     over `rows` (source, raw row) with INSERT_DATE <= the watermarks of fed10 and eos10, under
     `topology` (default: the test topology); but the `trimmed` tables (housekeeping's
     retention: SPEC §6 no longer holds there)."""
+    for table, frame in expected_tables(db, rows, topology).items():
+        if table not in trimmed:
+            assert_same(db.table(table), frame, KEYS[table], table)
+
+
+def expected_tables(
+    db: Harness, rows: list[tuple[str, dict]], topology: RefTopology | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every statistics table as tests/reference.py computes it from `rows` (source, raw row)
+    under the watermarks of fed10 and eos10 and `topology` (default: the test topology)."""
     frames = {
         source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
         for source in ("fed", "eos")
     }
-    expected = compute(
+    return compute(
         frames["fed"],
         frames["eos"],
         topology or REF_TOPOLOGY,
         db.watermark("fed10"),
         db.watermark("eos10"),
     )
-    for table, frame in expected.items():
-        if table not in trimmed:
-            assert_same(db.table(table), frame, KEYS[table], table)
 
 
 def wait_until(

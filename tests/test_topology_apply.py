@@ -7,14 +7,19 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from sqlalchemy import delete, func, select
 
-from tests.helpers import KEYS, TEST_TOPOLOGY, Harness, check_invariant, raw_row
-from tests.reference import RefTopology, assert_same, compute
+from tests.helpers import (
+    KEYS,
+    TEST_TOPOLOGY,
+    Harness,
+    check_invariant,
+    expected_tables,
+    raw_row,
+)
+from tests.reference import RefTopology, assert_same
 from xrdagg.db.tables import (
-    RAW_COLUMNS,
     RAW_TABLES,
     metadata,
     t_dirty_day,
@@ -188,6 +193,19 @@ def test_apply_rolls_up_the_daily_rows_of_the_keys_it_changes(
     assert 0 < changed <= report.daily_rows_written <= changed + 2 * len(sites)
 
 
+def _unl_joins_cern(tmp_path: Path) -> Path:
+    """The test topology with unl.edu mapped to CERN-PROD: CERN-PROD, a delta site, keeps its
+    cern.ch rows (an unchanged key)."""
+    new = tmp_path / "unl-joins-cern"
+    shutil.copytree(TEST_TOPOLOGY, new)
+    domains = json.loads((new / "site_topology.json").read_text())
+    domains = [d for d in domains if d["from_value"] != "unl.edu"]
+    (new / "site_topology.json").write_text(
+        json.dumps([*domains, {"from_value": "unl.edu", "to_value": "CERN-PROD"}])
+    )
+    return new
+
+
 @pytest.mark.parametrize(
     "trimmed",
     [("t_stats_access_pattern",), ("t_stats_access_pattern", "t_user_activity")],
@@ -215,13 +233,7 @@ def test_apply_rebuilds_the_rows_of_days_whose_site_tables_were_trimmed(
                 delete(table).where(table.c.bin_start < T0 + timedelta(days=1, hours=7))
             ).rowcount
             assert gone, name
-    new = tmp_path / "unl-joins-cern"
-    shutil.copytree(TEST_TOPOLOGY, new)
-    domains = json.loads((new / "site_topology.json").read_text())
-    domains = [d for d in domains if d["from_value"] != "unl.edu"]
-    (new / "site_topology.json").write_text(
-        json.dumps([*domains, {"from_value": "unl.edu", "to_value": "CERN-PROD"}])
-    )
+    new = _unl_joins_cern(tmp_path)
     report = apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
     assert report.days[0] < T0 + timedelta(days=1)
     assert {(c.domain, c.old_site, c.new_site) for c in report.changes} == {
@@ -286,13 +298,7 @@ def test_an_apply_where_t_stats_avg_was_trimmed_before_the_site_tables_stops(
         avg = metadata.tables["t_stats_avg"]
         assert conn.execute(delete(avg).where(avg.c.bin_start < T0 + timedelta(hours=31)))
     before = {name: db.table(name) for name in KEYS}
-    new = tmp_path / "unl-joins-cern"
-    shutil.copytree(TEST_TOPOLOGY, new)
-    domains = json.loads((new / "site_topology.json").read_text())
-    domains = [d for d in domains if d["from_value"] != "unl.edu"]
-    (new / "site_topology.json").write_text(
-        json.dumps([*domains, {"from_value": "unl.edu", "to_value": "CERN-PROD"}])
-    )
+    new = _unl_joins_cern(tmp_path)
     result = cli("topology", "apply", "--dir", str(new))
     assert result.exit_code == 2, result.output
     assert "the raw table holds more rows than the statistics count" in result.output
@@ -342,17 +348,7 @@ def test_an_apply_over_purged_raw_rows_changes_nothing_and_names_the_days(
     assert result.exit_code == 0, result.output
     assert "statistics before 2024-03-03 left as they were" in result.output
     from_day = datetime(2024, 3, 3)
-    frames = {
-        source: pd.DataFrame([r for s, r in rows if s == source], columns=list(RAW_COLUMNS))
-        for source in ("fed", "eos")
-    }
-    expected = compute(
-        frames["fed"],
-        frames["eos"],
-        RefTopology.from_dir(new),
-        db.watermark("fed10"),
-        db.watermark("eos10"),
-    )
+    expected = expected_tables(db, rows, RefTopology.from_dir(new))
     for name, keys in KEYS.items():
         if name == "t_site":  # merged, never shrunk: no day to split by
             continue
