@@ -32,6 +32,7 @@ T_MSG_RATE is keyed by domain only: a topology change never touches it.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -233,7 +234,7 @@ def _clearing_statements(as_values: bool) -> tuple[_Clearing, ...]:
         condition = and_(table.c.bin_start >= REBUILD_FROM, hit(table.c, sites))
         keyed_by_end = table is not t_stats_avg
         # The site tables are keyed by the end bin: their bins are end bins of the rows to read
-        # (`_end_bins_statement`), found by the same read (T_USER_ACTIVITY has no site index:
+        # (`_ends_statement`), found by the same read (T_USER_ACTIVITY has no site index:
         # on the worst mix a second scan of it took 0.11 s of a 1.9 s apply, PostgreSQL).
         found = table.c.bin_start if keyed_by_end else day_start(table.c.bin_start)
         statements.append(
@@ -275,27 +276,35 @@ def _rollup_statements(as_values: bool) -> tuple[Any, ...]:
 
 
 @cache
-def _end_bins_statement(source: Source, as_values: bool) -> Select[Any]:
-    """The 10-minute bins in which the raw rows of `source` that the apply must read end, read
-    from the statistics before the deletes. Each table names the end bins of the rows it
-    deletes, so that none depends on another's being kept (housekeeping's `retention_days`, or a
-    dropped partition, trims them separately): here T_STATS_AVG's bins where a row of an
-    affected key ends (TRANSFERS_ENDED); with users, the bins of T_USER_ACTIVITY and
+def _ends_statement(source: Source, as_values: bool) -> Select[Any]:
+    """From REBUILD_FROM on, the 10-minute bins in which the raw rows of `source` that the apply
+    must read end, and how many end in each, as T_STATS_AVG counts them (TRANSFERS_ENDED), read
+    before the deletes. The bins are where the rebuild reads (`_read_ranges`); the counts, summed
+    by day, what it must find there (`RebuildRefusedError` when it finds another number).
+
+    Each table names the end bins of the rows it deletes, so that none depends on another's
+    being kept (housekeeping's `retention_days`, or a dropped partition, trims them
+    separately): here T_STATS_AVG's; with users, the bins of T_USER_ACTIVITY and
     T_STATS_ACCESS_PATTERN (keyed by the end bin) with a delta site on one side are the ones
     their own clearing finds (`_clearing_statements`). With users T_STATS_AVG is asked by site
     as well: where those two were trimmed its bins stand in, and the rows of a delta site
     re-created there must be all of that site's, of every domain, as its daily rows sum them."""
     avg = t_stats_avg.c
-    hit = _read_hit(source, avg, _delta_sites(as_values))
-    ends = select(avg.bin_start).where(avg.source == source.label, avg.transfers_ended > 0, hit)
-    return ends.distinct()
+    return (
+        select(avg.bin_start, func.sum(avg.transfers_ended))
+        .where(
+            avg.source == source.label,
+            avg.bin_start >= REBUILD_FROM,
+            avg.transfers_ended > 0,
+            _read_hit(source, avg, _delta_sites(as_values)),
+        )
+        .group_by(avg.bin_start)
+    )
 
 
-def _end_bins(
-    conn: Connection, source: Source, affected: _Affected, values: dict[str, Any]
-) -> list[datetime]:
-    """`_end_bins_statement`'s bins."""
-    return list(conn.execute(_end_bins_statement(source, affected.as_values), values).scalars())
+def _midnight(moment: datetime) -> datetime:
+    """The start of the day of `moment`."""
+    return datetime.combine(moment.date(), time())
 
 
 def _read_hit(source: Source, row: Any, sites: Any = None) -> ColumnElement[bool]:
@@ -305,24 +314,6 @@ def _read_hit(source: Source, row: Any, sites: Any = None) -> ColumnElement[bool
     topology and the new: a side whose site changes has its old and its new site (key) in the
     delta, and an unchanged side keeps its own."""
     return _sites_hit(row, sites) if source.has_users else _avg_hit(row, sites)
-
-
-@cache
-def _ended_by_day_statement(source: Source, as_values: bool) -> Select[Any]:
-    """Per day from REBUILD_FROM on, how many raw rows of `source` that a rebuild must read end
-    in it, as the statistics count them (T_STATS_AVG's TRANSFERS_ENDED), read before the
-    deletes: a rebuild that finds another number stops (`RebuildRefusedError`)."""
-    avg = t_stats_avg.c
-    day = day_start(avg.bin_start)
-    return (
-        select(day, func.sum(avg.transfers_ended))
-        .where(
-            avg.source == source.label,
-            avg.bin_start >= REBUILD_FROM,
-            _read_hit(source, avg, _delta_sites(as_values)),
-        )
-        .group_by(day)
-    )
 
 
 @dataclass(frozen=True)
@@ -426,7 +417,7 @@ def _raw_prefilter(raw: Any, as_values: bool) -> ColumnElement[bool]:
 class _RunStatements:
     stage_condition: ColumnElement[bool]
     inserts: tuple[Executable, ...]
-    # Per day (epoch seconds), the staged rows that `_ended_by_day_statement` counts.
+    # Per day (epoch seconds), the staged rows that `_ends_statement` counts.
     ending_by_day: Select[Any]
 
 
@@ -459,7 +450,7 @@ def _run_statements(source: Source, as_values: bool, by_scan: bool) -> _RunState
         ending = and_(staged.c.end_bin >= RUN_LO_S, staged.c.end_bin < RUN_HI_S)
         site_rows = _where(staged, and_(ending, _sites_hit(staged.c)))
         merges += [contributions.user_activity(site_rows), contributions.access_pattern(site_rows)]
-    # The rows `_ended_by_day_statement` counts, by end day: grouped by a column of a subquery,
+    # The rows `_ends_statement` counts, by end day: grouped by a column of a subquery,
     # not by the expression, which Oracle may refuse with bind parameters in it (ORA-00979
     # under cursor sharing).
     counted = (
@@ -557,7 +548,7 @@ def _rebuild_run(
 class _RunResult:
     staged: int = 0  # raw rows staged
     written: int = 0  # statistics rows written
-    # Per day, the staged rows that `_ended_by_day_statement` counts.
+    # Per day, the staged rows that `_ends_statement` counts.
     ending: dict[datetime, int] = field(default_factory=dict)
 
 
@@ -640,7 +631,7 @@ def apply_topology(
     With `from_day` (a midnight) only the statistics of that day and later are rebuilt; those
     before keep the sites of the old topology. Where the raw rows behind statistics it would
     rebuild are gone, it raises `RebuildRefusedError` and changes nothing."""
-    if from_day is not None and from_day != datetime.combine(from_day.date(), time()):
+    if from_day is not None and from_day != _midnight(from_day):
         raise ValueError(f"from_day must be a midnight, not {from_day}")
     ten_minute = [j for j in jobs if j.source is not None]
     # Every day may hold affected keys: the pause covers all days (no range), so a recompute
@@ -735,10 +726,12 @@ def _apply(
     end_bins: dict[str, list[datetime]] = {}
     ended_by_day: dict[str, dict[datetime, int]] = {}
     for job, _ in rebuilt:
-        source = SOURCES[job.kind]
-        end_bins[job.name] = _end_bins(conn, source, affected, values)
-        counts = conn.execute(_ended_by_day_statement(source, affected.as_values), values)
-        ended_by_day[job.name] = {day: int(n) for day, n in counts}
+        ends = conn.execute(_ends_statement(SOURCES[job.kind], affected.as_values), values).all()
+        end_bins[job.name] = [end_bin for end_bin, _ in ends]
+        by_day: defaultdict[datetime, int] = defaultdict(int)
+        for end_bin, rows in ends:
+            by_day[_midnight(end_bin)] += int(rows)
+        ended_by_day[job.name] = by_day
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
     for clearing in _clearing_statements(affected.as_values):
@@ -747,7 +740,7 @@ def _apply(
             for job, _ in rebuilt:
                 if SOURCES[job.kind].has_users:
                     end_bins[job.name] += held
-            held = {datetime.combine(b.date(), time()) for b in held}
+            held = {_midnight(b) for b in held}
         days |= held
         report.stats_rows_deleted += conn.execute(clearing.delete, values).rowcount
     report.days = sorted(days)
