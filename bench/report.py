@@ -53,7 +53,7 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("recompute, 1 worker ÷ floor (target ≤ 10×)", _ratio(w1 and w1["s"] / floor)),
         (
             "daily roll-up of the days the 1-worker recompute rebuilt (s)",
-            _seconds(r.get("daily_after_recompute_s")),
+            _seconds(rollup),
         ),
         ("recompute, 4 workers (s)", _seconds(w4 and w4["s"])),
         ("recompute, 4 workers ÷ floor", _ratio(w4 and w4["s"] / floor)),
