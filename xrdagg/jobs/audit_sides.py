@@ -328,6 +328,7 @@ def compare_source(
 # The checks of a day's *ending* rows: when one differs, rows ending that day changed, and they
 # may be spread over the 7 days before it.
 _ENDING_CHECKS = ("ended", "end_bins", "read_bytes")
+_ARRIVAL_CHECKS = ("arrived", "arrival_bins")
 
 
 def _spread_days(
@@ -340,17 +341,31 @@ def _spread_days(
     Counts cannot see these days: a late row and a deleted one that both span a whole day add
     and remove the same 144 bins and 86,400 seconds there, under other keys. A repair rebuilds
     them too, which bounds it at 8 days per changed end day. Likewise a late row's arrival day,
-    where a deleted row's arrival in the same bin would cancel it."""
+    where a deleted row's arrival in the same bin would cancel it; and the other way round, the
+    end day of the raw rows that arrived on a day whose arrivals changed, where a deleted row
+    ending in the same bin, as long, would cancel a late row's end (and that end day's days
+    before it, as for any end day that changed)."""
     differing = {d.day for d in differences}
+
+    def of(checks: tuple[str, ...]) -> set[int]:
+        return {
+            seconds_since_epoch(d.day)
+            for d in differences
+            if any(c.split(":")[0] in checks for c in d.checks)
+        }
+
+    arrived = of(_ARRIVAL_CHECKS)
+    ending = of(_ENDING_CHECKS) | {end for end, on in arrivals.items() if on & arrived}
     spread: set[datetime] = set()
-    for difference in differences:
-        if not any(c.split(":")[0] in _ENDING_CHECKS for c in difference.checks):
-            continue
+    for end in ending:
+        end_day = at_epoch_seconds(end)
+        if end_day not in differing:
+            spread.add(end_day)
         for back in range(1, MAX_TRANSFER_SECONDS // DAY_SECONDS + 1):
-            day = difference.day - back * DAY
+            day = end_day - back * DAY
             if seconds_since_epoch(day) in known and day not in differing:
                 spread.add(day)
-        for arrival in arrivals.get(seconds_since_epoch(difference.day), set()):
+        for arrival in arrivals.get(end, set()):
             if at_epoch_seconds(arrival) not in differing:
                 spread.add(at_epoch_seconds(arrival))
     return spread
