@@ -7,6 +7,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import delete, func, select
 
@@ -26,7 +27,9 @@ from xrdagg.db.tables import (
     t_domain_site,
     t_host_site,
 )
-from xrdagg.jobs import apply, daily
+from xrdagg.jobs import apply, daily, housekeeping
+from xrdagg.jobs.kind import RunContext
+from xrdagg.jobs.specs import load_job_specs
 from xrdagg.rules import UNKNOWN
 from xrdagg.topology.files import read_topology_dir
 
@@ -545,3 +548,54 @@ def test_apply_reads_only_the_rows_ending_where_affected_rows_end(
     in_days = sum(1 for end in ends for lo, hi, _ in runs if lo <= end < hi)
     read = sum(1 for end in ends for lo, hi in ranges if lo <= end < hi)
     assert 0 < read < in_days / 2
+
+
+def test_an_apply_after_housekeeping_rebuilds_whole_days_only(
+    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Housekeeping's retention trims the 10-minute tables by age. Had it trimmed the day at its
+    # cutoff part-way, in every table, an apply would find that day through the rows left and
+    # roll its daily rows of the delta sites up from them alone: the trimmed part's share of
+    # those daily rows, the only history left of it, lost. It trims whole UTC days, so an
+    # apply rebuilds the days it keeps and leaves the daily rows of the days it trimmed as
+    # they were. Read by ranges (a scan of the run reads every row ending in it anyway).
+    monkeypatch.setattr(apply, "prefers_scan", lambda dialect, share: False)
+    rows = _rows(600)  # every 7 minutes from T0, almost three days
+    for source in ("fed", "eos"):
+        db.insert_raw(source, [r for s, r in rows if s == source])
+    for job in ("fed10", "eos10", "daily"):
+        db.run(job, T0 + timedelta(days=4))
+    daily_tables = (
+        "t_site_pair_day",
+        "t_stats_access_pattern_a",
+        "mv_site_stats",
+        "t_unresolved_day",
+    )
+    before = {name: db.table(name) for name in daily_tables}
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "jobs.toml").write_text(
+        '[[job]]\nname = "hk"\nkind = "housekeeping"\nretention_days = { t_stats_avg = 30, '
+        "t_user_activity = 30, t_stats_access_pattern = 30, t_msg_rate = 30 }\n"
+    )
+    now = T0 + timedelta(days=31, hours=7)  # 30 days back is 07:00 on T0's second day
+    with db.engine.begin() as conn:
+        context = RunContext(load_job_specs(jobs)[0], None, now, None, 0, ())
+        assert housekeeping.run(conn, context).rows_written > 0
+    kept_from = T0 + timedelta(days=1)  # that day kept whole, the one before it gone
+    for name in ("t_stats_avg", "t_user_activity", "t_stats_access_pattern", "t_msg_rate"):
+        bins = db.table(name).bin_start
+        assert pd.to_datetime(bins).min() == kept_from, name
+
+    new = _unl_joins_cern(tmp_path)
+    apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
+    expected = expected_tables(db, rows, RefTopology.from_dir(new))
+    for name, frame in expected.items():
+        actual = db.table(name)
+        if name in daily_tables:
+            # The kept days under the new topology, the trimmed one's daily rows as they were.
+            old = before[name][pd.to_datetime(before[name].day) < kept_from]
+            frame = pd.concat([old, frame[pd.to_datetime(frame.day) >= kept_from]])
+        elif name != "t_site":
+            frame = frame[pd.to_datetime(frame.bin_start) >= kept_from]
+        assert_same(actual, frame, KEYS[name], name)

@@ -6,7 +6,7 @@ database layer to know them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 # SPEC §2: Oracle stores '' as NULL, and NULL never matches in a join or MERGE, so every key
 # column is NOT NULL and a missing value is this literal.
@@ -41,6 +41,11 @@ def seconds_since_epoch(moment: datetime) -> int:
 def at_epoch_seconds(seconds: int) -> datetime:
     """The naive UTC datetime `seconds` whole seconds after 1970-01-01."""
     return EPOCH + timedelta(seconds=int(seconds))
+
+
+def midnight(moment: datetime) -> datetime:
+    """The start of the UTC day of `moment` (a naive UTC datetime)."""
+    return datetime.combine(moment.date(), time())
 
 
 # Stands for a NULL raw host/domain in the resolution cache's keys (no host is spelled '~').

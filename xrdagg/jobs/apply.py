@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,7 @@ from xrdagg.rules import (
     DAY_SECONDS,
     NULL_KEY,
     at_epoch_seconds,
+    midnight,
     seconds_since_epoch,
 )
 from xrdagg.sources import SOURCES, Source
@@ -300,11 +301,6 @@ def _ends_statement(source: Source, as_values: bool) -> Select[Any]:
         )
         .group_by(avg.bin_start)
     )
-
-
-def _midnight(moment: datetime) -> datetime:
-    """The start of the day of `moment`."""
-    return datetime.combine(moment.date(), time())
 
 
 def _read_hit(source: Source, row: Any, sites: Any = None) -> ColumnElement[bool]:
@@ -631,7 +627,7 @@ def apply_topology(
     With `from_day` (a midnight) only the statistics of that day and later are rebuilt; those
     before keep the sites of the old topology. Where the raw rows behind statistics it would
     rebuild are gone, it raises `RebuildRefusedError` and changes nothing."""
-    if from_day is not None and from_day != _midnight(from_day):
+    if from_day is not None and from_day != midnight(from_day):
         raise ValueError(f"from_day must be a midnight, not {from_day}")
     ten_minute = [j for j in jobs if j.source is not None]
     # Every day may hold affected keys: the pause covers all days (no range), so a recompute
@@ -730,7 +726,7 @@ def _apply(
         end_bins[job.name] = [end_bin for end_bin, _ in ends]
         by_day: defaultdict[datetime, int] = defaultdict(int)
         for end_bin, rows in ends:
-            by_day[_midnight(end_bin)] += int(rows)
+            by_day[midnight(end_bin)] += int(rows)
         ended_by_day[job.name] = by_day
     # The days holding statistics of the affected keys, then those statistics, gone.
     days: set[datetime] = set()
@@ -740,7 +736,7 @@ def _apply(
             for job, _ in rebuilt:
                 if SOURCES[job.kind].has_users:
                     end_bins[job.name] += held
-            held = {_midnight(b) for b in held}
+            held = {midnight(b) for b in held}
         days |= held
         report.stats_rows_deleted += conn.execute(clearing.delete, values).rowcount
     report.days = sorted(days)
