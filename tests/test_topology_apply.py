@@ -550,17 +550,27 @@ def test_apply_reads_only_the_rows_ending_where_affected_rows_end(
     assert 0 < read < in_days / 2
 
 
+@pytest.mark.parametrize("by_scan", [False, True], ids=["ranges", "scan"])
 def test_an_apply_after_housekeeping_rebuilds_whole_days_only(
-    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_scan: bool
 ) -> None:
     # Housekeeping's retention trims the 10-minute tables by age. Had it trimmed the day at its
     # cutoff part-way, in every table, an apply would find that day through the rows left and
     # roll its daily rows of the delta sites up from them alone: the trimmed part's share of
     # those daily rows, the only history left of it, lost. It trims whole UTC days, so an
     # apply rebuilds the days it keeps and leaves the daily rows of the days it trimmed as
-    # they were. Read by ranges (a scan of the run reads every row ending in it anyway).
-    monkeypatch.setattr(apply, "prefers_scan", lambda dialect, share: False)
+    # they were; rows of the changed domain that start on the trimmed day and end on the first
+    # kept one are rebuilt in the kept day's bins only.
+    monkeypatch.setattr(apply, "prefers_scan", lambda dialect, share: by_scan)
     rows = _rows(600)  # every 7 minutes from T0, almost three days
+    for i, start in enumerate((timedelta(hours=20), timedelta(hours=23, minutes=25))):
+        end = T0 + timedelta(days=1, hours=1, minutes=13 * i)
+        rows.append(
+            ("fed" if i else "eos",
+             raw_row(start_date=T0 + start, end_date=end, insert_date=end + timedelta(seconds=30),
+                     server_host="node", server_domain="unl.edu", client_host="eos01", client_domain="cern.ch",
+                     user_vo="cms", user_dn="/CN=x", read_bytes_at_close=50_000 + i, file_size=90_000))
+        )  # fmt: skip
     for source in ("fed", "eos"):
         db.insert_raw(source, [r for s, r in rows if s == source])
     for job in ("fed10", "eos10", "daily"):
@@ -580,7 +590,10 @@ def test_an_apply_after_housekeeping_rebuilds_whole_days_only(
     )
     now = T0 + timedelta(days=31, hours=7)  # 30 days back is 07:00 on T0's second day
     with db.engine.begin() as conn:
-        context = RunContext(load_job_specs(jobs)[0], None, now, None, 0, ())
+        spec = load_job_specs(jobs)[0]
+        context = RunContext(
+            job=spec, watermark=None, now=now, until=None, safety_lag_seconds=0, upstream=()
+        )
         assert housekeeping.run(conn, context).rows_written > 0
     kept_from = T0 + timedelta(days=1)  # that day kept whole, the one before it gone
     for name in ("t_stats_avg", "t_user_activity", "t_stats_access_pattern", "t_msg_rate"):
@@ -588,7 +601,8 @@ def test_an_apply_after_housekeeping_rebuilds_whole_days_only(
         assert pd.to_datetime(bins).min() == kept_from, name
 
     new = _unl_joins_cern(tmp_path)
-    apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
+    report = apply.apply_topology(db.engine, read_topology_dir(new), new, list(db.jobs.values()))
+    assert report.days[0] == kept_from
     expected = expected_tables(db, rows, RefTopology.from_dir(new))
     for name, frame in expected.items():
         actual = db.table(name)
