@@ -19,7 +19,7 @@ from xrdagg.db.engine import make_engine
 from xrdagg.db.offline import ORACLE_PRODUCTION, oracle_grants, oracle_schema
 from xrdagg.db.oracle_lint import lint_ddl, lint_metadata, lint_script, lint_sql
 from xrdagg.db.tables import RAW_SCHEMA, metadata
-from xrdagg.jobs import apply
+from xrdagg.jobs import apply, daily
 from xrdagg.jobs.apply import apply_topology
 from xrdagg.jobs.audit import audit, repair_in_transaction, source_jobs
 from xrdagg.jobs.recompute import Recompute
@@ -125,10 +125,12 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
     # list the roll-up of the changed keys reads them from T_TOPOLOGY_DELTA: compiled here, and
     # so is the read of a changed alias's spellings (the workflow changes no alias).
     spellings = [apply._spellings_statement(source) for source in SOURCES.values()]
+    # The daily job's test for days trimmed by housekeeping runs only with a retention set.
     for statement in [
         *executed_statements,
         *apply._rollup_statements(as_values=False),
         *spellings,
+        *daily.TRIMMED_DAY_CHECKS,
     ]:
         compiled = statement.compile(dialect=dialect, schema_translate_map=translate)
         # What execution does with the map (SQLAlchemy applies it only when executing).
@@ -153,6 +155,7 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
     assert any("FROM t_unresolved_day" in sql for sql in rendered)
     assert any("sum(t_msg_rate.messages" in sql.lower() for sql in rendered)  # the audit
     assert any("atlas_xrd_mon.t_raw_fed" in sql for sql in rendered)  # the raw schema is honoured
+    assert any("sum(t_site_pair_day.transfers_ended)" in sql for sql in rendered)  # trimmed days
     problems = {sql[:120]: lint_sql(sql) for sql in rendered if lint_sql(sql)}
     assert problems == {}
 

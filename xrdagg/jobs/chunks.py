@@ -175,7 +175,7 @@ def rebuild_chunk(conn: Connection, chunk: Chunk, watermark: datetime) -> int:
     stage_resolved(conn, source, statements.stage_condition, params, new_data=False)
     for rewrite in statements.rewrites:
         rewrite.execute(conn, params)
-    contributions.mark_days(conn, source, chunk.days)
+    contributions.mark_days(conn, source, chunk.days, rebuilt=True)
     rows = int(conn.execute(statements.count_ending, params).scalar_one())
     release_stage(conn)
     return rows

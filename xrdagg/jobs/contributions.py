@@ -207,13 +207,20 @@ def msg_rate(norm: FromClause, source: Source) -> MergeInto:
     )
 
 
-def mark_days(conn: Connection, source: Source, days: Iterable[datetime]) -> None:
-    """Mark the given days (midnights) for the daily roll-up: rows of them were rebuilt."""
+# A day's dirty mark counts the writes into its 10-minute rows since its last roll-up: 1 for
+# each incremental run, REBUILT_MARK for each rebuild of the whole day from raw (a recompute
+# chunk, an audit repair). A day whose mark is below it was only added to (`daily.run`).
+REBUILT_MARK = 1_000_000_000
+
+
+def mark_days(conn: Connection, source: Source, days: Iterable[datetime], *, rebuilt: bool) -> None:
+    """Mark the given days (midnights) for the daily roll-up: rows of them were written, by a
+    rebuild of the whole days from raw (`rebuilt`) or added by an incremental run."""
     for day in days:
         mark = select(
             literal(day, UtcDate()).label("day"),
             literal(source.label).label("source"),
-            literal(1).label("mark"),
+            literal(REBUILT_MARK if rebuilt else 1).label("mark"),
         )
         conn.execute(MergeInto(t_dirty_day, mark, keys=["day", "source"], add=["mark"]))
 
@@ -232,4 +239,4 @@ def mark_touched_days(conn: Connection, source: Source, spans: Select[Any]) -> N
     days: set[int] = set()
     for start_day, end_day in conn.execute(spans):
         days.update(range(int(start_day), int(end_day) + 1, DAY_SECONDS))
-    mark_days(conn, source, (at_epoch_seconds(day) for day in sorted(days)))
+    mark_days(conn, source, (at_epoch_seconds(day) for day in sorted(days)), rebuilt=False)

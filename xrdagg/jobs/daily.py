@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Select,
     and_,
     bindparam,
     case,
@@ -39,10 +40,10 @@ from xrdagg.db.tables import (
 from xrdagg.db.types import UtcDate
 from xrdagg.jobs import site_pairs
 from xrdagg.jobs.agent import lowest_watermark
-from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS
+from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS, REBUILT_MARK
 from xrdagg.jobs.kind import RunContext, RunCounts
 from xrdagg.jobs.rollup_keys import KeyFilter, of_either_site, of_site
-from xrdagg.rules import UNKNOWN
+from xrdagg.rules import UNKNOWN, midnight
 
 DAY_LO = bindparam("day_lo", type_=UtcDate())
 DAY_HI = bindparam("day_hi", type_=UtcDate())
@@ -240,7 +241,12 @@ _STATEMENTS = statements()
 
 def run(conn: Connection, context: RunContext) -> RunCounts:
     """The daily kind: roll up the days marked dirty, then clear exactly the marks it saw. Its
-    watermark becomes the lowest of the 10-minute jobs': its tables include at least that."""
+    watermark becomes the lowest of the 10-minute jobs': its tables include at least that.
+
+    A day that housekeeping trimmed and a 10-minute run then only added rows to (a row arriving
+    now that ends on it) is not rolled up: its 10-minute rows are those rows alone, and its
+    daily rows the only history of the rest (`trimmed_days`). A recompute of the day rebuilds
+    its 10-minute rows from raw first, and its roll-up then goes ahead."""
     counts = RunCounts(window_lo=context.watermark, window_hi=context.now)
     marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
     if marks:
@@ -249,8 +255,19 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
         # (with the server's default their sorts spilled to disk on PostgreSQL, and MariaDB's
         # groupings outgrew its in-memory temporary tables).
         tune_for_aggregation(conn)
-        counts.days = sorted({m.day for m in marks})
+        rebuilt = {m.day for m in marks if m.mark >= REBUILT_MARK}
+        added_to = sorted({m.day for m in marks} - rebuilt)
+        kept = trimmed_days(conn, added_to, context.retention_days, context.now)
+        counts.days = sorted({m.day for m in marks} - kept)
         counts.rows_written = rollup_days(conn, counts.days)
+        if kept:
+            listed = ", ".join(f"{d:%Y-%m-%d}" for d in sorted(kept))
+            counts.message = (
+                f"{len(counts.days)} day(s) rolled up, {counts.rows_written} daily rows written; "
+                f"kept the daily rows of {listed} as they were: housekeeping trimmed their "
+                "10-minute rows, and rows that arrived since and end there are in the 10-minute "
+                "tables only (`xrdagg recompute --from DAY --to DAY` counts them from raw)"
+            )
         # A 10-minute job that marked a day again meanwhile raised its mark: that row stays.
         conn.execute(
             delete(t_dirty_day).where(
@@ -261,6 +278,79 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
         )
     counts.watermark = lowest_watermark(conn, context.upstream) or context.watermark
     return counts
+
+
+# The 10-minute tables the daily tables are rolled up from (T_MSG_RATE has no daily twin).
+_ROLLED_UP = (t_stats_avg, t_user_activity, t_stats_access_pattern)
+
+
+def trimmed_days(
+    conn: Connection,
+    days: Sequence[datetime],
+    retention_days: Mapping[str, int],
+    now: datetime,
+) -> set[datetime]:
+    """Of `days` (midnights marked by 10-minute runs only), those whose 10-minute rows hold fewer
+    transfers than their daily rows already count: a table was trimmed there (housekeeping's
+    `retention_days`, or a dropped partition) and rows were added since. Only days old enough
+    for a table the daily tables read to have been trimmed are looked at (none without a
+    retention, or in a normal run, whose days are recent): a few sums over each."""
+    kept = [retention_days[t.name] for t in _ROLLED_UP if t.name in retention_days]
+    if not kept:
+        return set()
+    # Housekeeping ran at or before `now`, so what it trimmed lies before this.
+    horizon = midnight(now - timedelta(days=min(kept)))
+    return {day for day in days if day < horizon and _holds_less(conn, day)}
+
+
+def _holds_less(conn: Connection, day: datetime) -> bool:
+    """Whether the 10-minute rows of `day` count fewer transfers than its daily rows: per
+    source, T_STATS_AVG's ended transfers against T_SITE_PAIR_DAY's; T_STATS_ACCESS_PATTERN's
+    and T_USER_ACTIVITY's accesses (FED's ended transfers too) against
+    T_STATS_ACCESS_PATTERN_A's. A 10-minute run only adds rows, so a day whose tables are whole
+    holds at least what its daily rows count."""
+    params = {"day_lo": day, "day_hi": day + timedelta(days=1)}
+    ten_minute: dict[str, Any] = {s: n for s, n in conn.execute(_ENDED_BY_SOURCE, params)}
+    for source, counted in conn.execute(_PAIR_DAY_ENDED, params).all():
+        if (ten_minute.get(source) or 0) < (counted or 0):
+            return True
+    daily_accesses = conn.execute(_DAILY_ACCESSES, params).scalar() or 0
+    return any(
+        (conn.execute(statement, params).scalar() or 0) < daily_accesses for statement in _ACCESSES
+    )
+
+
+def _ended_by_source() -> Select[Any]:
+    avg = t_stats_avg
+    return (
+        select(avg.c.source, func.sum(avg.c.transfers_ended))
+        .where(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
+        .group_by(avg.c.source)
+    )
+
+
+def _pair_day_ended() -> Select[Any]:
+    pairs = t_site_pair_day
+    return (
+        select(pairs.c.source, func.sum(pairs.c.transfers_ended))
+        .where(pairs.c.day >= DAY_LO, pairs.c.day < DAY_HI)
+        .group_by(pairs.c.source)
+    )
+
+
+_ENDED_BY_SOURCE = _ended_by_source()
+_PAIR_DAY_ENDED = _pair_day_ended()
+_DAILY_ACCESSES = select(func.sum(t_stats_access_pattern_a.c.accesses)).where(
+    t_stats_access_pattern_a.c.day >= DAY_LO, t_stats_access_pattern_a.c.day < DAY_HI
+)
+_ACCESSES = tuple(
+    select(func.sum(table.c.accesses)).where(
+        table.c.bin_start >= DAY_LO, table.c.bin_start < DAY_HI
+    )
+    for table in (t_stats_access_pattern, t_user_activity)
+)
+# Every statement of that test, for the Oracle offline check (they run only with a retention).
+TRIMMED_DAY_CHECKS = (_ENDED_BY_SOURCE, _PAIR_DAY_ENDED, _DAILY_ACCESSES, *_ACCESSES)
 
 
 def rollup_days(

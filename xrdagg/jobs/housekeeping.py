@@ -20,8 +20,8 @@ def retained_from(now: datetime, days: int) -> datetime:
     part-way in every table (the day at a cutoff of `now - days`) it found the rest of the day
     and rolled its daily rows up short, losing the trimmed part's share of the only history
     left of it. A day trimmed whole holds no row, so an apply leaves its daily rows as they
-    were (under the old topology, until a recompute of the day) - unless a raw row arriving
-    later ends on it (docs/decisions.md, *A topology apply and trimmed 10-minute tables*)."""
+    were (under the old topology, until a recompute of the day); and the daily job keeps them
+    when a row arriving later ends on it (`daily.trimmed_days`)."""
     return midnight(now - timedelta(days=days))
 
 

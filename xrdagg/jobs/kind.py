@@ -9,6 +9,7 @@ Kinds: the 10-minute jobs ('fed', 'eos': `xrdagg.jobs.incremental`), 'daily'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -32,6 +33,9 @@ class RunContext:
     safety_lag_seconds: int  # the job's own, or the deployment's
     upstream: tuple[str, ...]  # the 10-minute jobs, whose watermarks bound the daily tables
     upstream_jobs: tuple[JobSpec, ...] = ()  # the same jobs' definitions (the audit's sources)
+    # Per 10-minute table, the fewest days any housekeeping job keeps of it (`retention_days`):
+    # the days before that may have been trimmed (the daily job's roll-up looks out for them).
+    retention_days: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass

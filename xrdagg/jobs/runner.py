@@ -137,6 +137,16 @@ def _refuse_a_renamed_job(conn: Connection, job: JobSpec) -> None:
         )
 
 
+def shortest_retention(jobs: Sequence[JobSpec]) -> dict[str, int]:
+    """Per 10-minute table, the fewest days any housekeeping job keeps of it (disabled jobs
+    too: one may have run before it was disabled)."""
+    days: dict[str, int] = {}
+    for job in jobs:
+        for table, kept in (job.retention_days or {}).items():
+            days[table] = min(kept, days.get(table, kept))
+    return days
+
+
 def _fmt(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -151,6 +161,7 @@ class JobRunner:
         # The daily tables reflect what the 10-minute jobs have committed.
         self.upstream_jobs = tuple(j for j in jobs if j.source is not None)
         self.upstream = tuple(j.name for j in self.upstream_jobs)
+        self.retention_days = shortest_retention(jobs)
 
     def run(self, job: JobSpec, *, until: datetime | None = None, wait: bool = False) -> RunReport:
         """Run `job` once (SPEC §6) and return its report: OK, SKIPPED (another run holds the job,
@@ -230,6 +241,7 @@ class JobRunner:
                 safety_lag_seconds=self.settings.safety_lag_seconds if lag is None else lag,
                 upstream=self.upstream,
                 upstream_jobs=self.upstream_jobs,
+                retention_days=self.retention_days,
             )
             counts = kind(conn, context)
             report.record(counts)
