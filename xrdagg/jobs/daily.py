@@ -7,6 +7,7 @@ rows of those days. T_SITE is merged from the same days' T_STATS_AVG rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,9 @@ from xrdagg.jobs.contributions import ACCESS_PATTERN_KEYS, ACCESS_PATTERN_SUMS, 
 from xrdagg.jobs.kind import RunContext, RunCounts
 from xrdagg.jobs.rollup_keys import KeyFilter, of_either_site, of_site
 from xrdagg.rules import UNKNOWN, midnight
+from xrdagg.sources import SOURCES
+
+log = logging.getLogger(__name__)
 
 DAY_LO = bindparam("day_lo", type_=UtcDate())
 DAY_HI = bindparam("day_hi", type_=UtcDate())
@@ -243,10 +247,10 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
     """The daily kind: roll up the days marked dirty, then clear exactly the marks it saw. Its
     watermark becomes the lowest of the 10-minute jobs': its tables include at least that.
 
-    A day that housekeeping trimmed and a 10-minute run then only added rows to (a row arriving
-    now that ends on it) is not rolled up: its 10-minute rows are those rows alone, and its
-    daily rows the only history of the rest (`trimmed_days`). A recompute of the day rebuilds
-    its 10-minute rows from raw first, and its roll-up then goes ahead."""
+    A day whose 10-minute rows were trimmed and then only added to (rows arriving now that fall
+    on it) is not rolled up: its 10-minute rows are those rows alone, and its daily rows the
+    only history of the rest (`trimmed_days`); the run says so, and logs a warning. A recompute
+    of the day rebuilds its 10-minute rows from raw first, and its roll-up then goes ahead."""
     counts = RunCounts(window_lo=context.watermark, window_hi=context.now)
     marks = conn.execute(select(t_dirty_day.c.day, t_dirty_day.c.source, t_dirty_day.c.mark)).all()
     if marks:
@@ -255,19 +259,12 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
         # (with the server's default their sorts spilled to disk on PostgreSQL, and MariaDB's
         # groupings outgrew its in-memory temporary tables).
         tune_for_aggregation(conn)
-        rebuilt = {m.day for m in marks if m.mark >= REBUILT_MARK}
-        added_to = sorted({m.day for m in marks} - rebuilt)
-        kept = trimmed_days(conn, added_to, context.retention_days, context.now)
+        kept = trimmed_days(conn, marks, context.retention_days, context.now)
         counts.days = sorted({m.day for m in marks} - kept)
         counts.rows_written = rollup_days(conn, counts.days)
         if kept:
-            listed = ", ".join(f"{d:%Y-%m-%d}" for d in sorted(kept))
-            counts.message = (
-                f"{len(counts.days)} day(s) rolled up, {counts.rows_written} daily rows written; "
-                f"kept the daily rows of {listed} as they were: housekeeping trimmed their "
-                "10-minute rows, and rows that arrived since and end there are in the 10-minute "
-                "tables only (`xrdagg recompute --from DAY --to DAY` counts them from raw)"
-            )
+            counts.message = _kept_message(kept, len(counts.days), counts.rows_written)
+            log.warning("daily job %s: %s", context.job.name, counts.message)
         # A 10-minute job that marked a day again meanwhile raised its mark: that row stays.
         conn.execute(
             delete(t_dirty_day).where(
@@ -284,39 +281,85 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
 _ROLLED_UP = (t_stats_avg, t_user_activity, t_stats_access_pattern)
 
 
+# Days at least this old are looked at for trimming whatever the retention (a dropped partition
+# has none, and the jobs a runner is given may not include housekeeping): a normal run's dirty
+# days are its window's, and the start days of the transfers ending in it, which SPEC §2 clips
+# to 7 days. A housekeeping job keeping a table for fewer days brings the horizon closer.
+TRIM_HORIZON_DAYS = 8
+
+
 def trimmed_days(
     conn: Connection,
-    days: Sequence[datetime],
+    marks: Sequence[Any],
     retention_days: Mapping[str, int],
     now: datetime,
 ) -> set[datetime]:
-    """Of `days` (midnights marked by 10-minute runs only), those whose 10-minute rows hold fewer
-    transfers than their daily rows already count: a table was trimmed there (housekeeping's
-    `retention_days`, or a dropped partition) and rows were added since. Only days old enough
-    for a table the daily tables read to have been trimmed are looked at (none without a
-    retention, or in a normal run, whose days are recent): a few sums over each."""
-    kept = [retention_days[t.name] for t in _ROLLED_UP if t.name in retention_days]
-    if not kept:
-        return set()
-    # Housekeeping ran at or before `now`, so what it trimmed lies before this.
-    horizon = midnight(now - timedelta(days=min(kept)))
-    return {day for day in days if day < horizon and _holds_less(conn, day)}
+    """Of the days of `marks` (T_DIRTY_DAY rows), those the roll-up would shrink: where a source
+    that no rebuild marked counts fewer transfers in its 10-minute rows than in its daily rows,
+    a table was trimmed there (housekeeping's `retention_days`, a dropped partition) and only
+    rows that arrived since were added. A source a rebuild marked was rebuilt whole from raw
+    (`contributions.REBUILT_MARK`): its roll-up must go ahead, even where it shrinks (purged raw
+    rows). Only days older than the horizon are looked at (`TRIM_HORIZON_DAYS`, or the
+    shortest retention of a table the daily tables read): a few sums over each."""
+    shortest = [retention_days[t.name] for t in _ROLLED_UP if t.name in retention_days]
+    horizon = midnight(now - timedelta(days=min([TRIM_HORIZON_DAYS, *shortest])))
+    rebuilt: dict[datetime, set[str]] = {}
+    for mark in marks:
+        sources = rebuilt.setdefault(mark.day, set())
+        if mark.mark >= REBUILT_MARK:
+            sources.add(mark.source)
+    return {
+        day for day, whole in rebuilt.items() if day < horizon and _holds_less(conn, day, whole)
+    }
 
 
-def _holds_less(conn: Connection, day: datetime) -> bool:
-    """Whether the 10-minute rows of `day` count fewer transfers than its daily rows: per
-    source, T_STATS_AVG's ended transfers against T_SITE_PAIR_DAY's; T_STATS_ACCESS_PATTERN's
-    and T_USER_ACTIVITY's accesses (FED's ended transfers too) against
-    T_STATS_ACCESS_PATTERN_A's. A 10-minute run only adds rows, so a day whose tables are whole
-    holds at least what its daily rows count."""
+def _holds_less(conn: Connection, day: datetime, rebuilt: set[str]) -> bool:
+    """Whether the 10-minute rows of `day` count fewer transfers than its daily rows, for a
+    source not in `rebuilt`: per source, T_STATS_AVG's ended transfers against
+    T_SITE_PAIR_DAY's; for FED, T_STATS_ACCESS_PATTERN's and T_USER_ACTIVITY's accesses
+    against T_STATS_ACCESS_PATTERN_A's. A 10-minute run only adds rows, so where a day's
+    tables are whole they hold at least what its daily rows count. The daily side first: a
+    day never rolled up (a first catch-up's) holds no daily row, and its 10-minute rows are
+    not summed at all."""
     params = {"day_lo": day, "day_hi": day + timedelta(days=1)}
-    ten_minute: dict[str, Any] = {s: n for s, n in conn.execute(_ENDED_BY_SOURCE, params)}
-    for source, counted in conn.execute(_PAIR_DAY_ENDED, params).all():
-        if (ten_minute.get(source) or 0) < (counted or 0):
+    counted = {
+        str(source): int(n or 0)
+        for source, n in conn.execute(_PAIR_DAY_ENDED, params)
+        if source not in rebuilt and n
+    }
+    if counted:
+        ten_minute = {
+            str(source): int(n or 0) for source, n in conn.execute(_ENDED_BY_SOURCE, params)
+        }
+        if any(ten_minute.get(source, 0) < n for source, n in counted.items()):
             return True
-    daily_accesses = conn.execute(_DAILY_ACCESSES, params).scalar() or 0
-    return any(
-        (conn.execute(statement, params).scalar() or 0) < daily_accesses for statement in _ACCESSES
+    if SOURCES["fed"].label in rebuilt:
+        return False
+    accesses = int(conn.execute(_DAILY_ACCESSES, params).scalar() or 0)
+    return accesses > 0 and any(
+        int(conn.execute(statement, params).scalar() or 0) < accesses for statement in _ACCESSES
+    )
+
+
+def _kept_message(kept: set[datetime], rolled_up: int, written: int) -> str:
+    """The run log's line for days kept as they were: which, why, and what counts the rest."""
+    runs = day_ranges(kept)
+    shown = [
+        f"{lo:%Y-%m-%d}"
+        if hi - lo == timedelta(days=1)
+        else f"{lo:%Y-%m-%d} to {hi - timedelta(days=1):%Y-%m-%d}"
+        for lo, hi in runs[:5]
+    ]
+    if len(runs) > 5:
+        shown.append(f"{len(runs) - 5} more run(s) of days")
+    first, last = runs[0][0], runs[-1][1] - timedelta(days=1)
+    return (
+        f"{rolled_up} day(s) rolled up, {written} daily rows written; kept the daily rows of "
+        f"{len(kept)} day(s) as they were ({'; '.join(shown)}): their 10-minute rows were "
+        "trimmed (retention_days, or a dropped partition), and the rows that arrived since and "
+        "fall on them are in the 10-minute tables only. While the raw rows of those days are "
+        f"kept, `xrdagg recompute --from {first:%Y-%m-%d} --to {last:%Y-%m-%d}` counts them "
+        "(every job: a recompute of purged days would lose their statistics)"
     )
 
 
