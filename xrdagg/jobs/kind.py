@@ -34,7 +34,8 @@ class RunContext:
     upstream: tuple[str, ...]  # the 10-minute jobs, whose watermarks bound the daily tables
     upstream_jobs: tuple[JobSpec, ...] = ()  # the same jobs' definitions (the audit's sources)
     # Per 10-minute table, the fewest days any housekeeping job keeps of it (`retention_days`):
-    # the days before that may have been trimmed (the daily job's roll-up looks out for them).
+    # the days before that may have been trimmed, and the daily job looks at them for it (as
+    # at every day more than `daily.TRIM_HORIZON_DAYS` old).
     retention_days: Mapping[str, int] = field(default_factory=dict)
 
 
