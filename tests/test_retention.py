@@ -73,6 +73,15 @@ def _late_row(db: Harness, source: str) -> dict:
     return late
 
 
+def _recompute_all_of_t0(db: Harness, cli, rows: list) -> None:  # type: ignore[no-untyped-def]
+    """`xrdagg recompute` of every job on T0: its daily rows then count every raw row of it."""
+    result = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-01")
+    assert result.exit_code == 0, result.output
+    expected = expected_tables(db, rows)
+    for name in DAILY:
+        assert_same(_of_day(db.table(name), T0), _of_day(expected[name], T0), KEYS[name], name)
+
+
 @pytest.mark.parametrize(
     ("late_source", "retention_known"),
     [("fed", True), ("eos", True), ("fed", False)],
@@ -98,11 +107,7 @@ def test_a_row_arriving_after_housekeeping_keeps_the_daily_rows_of_the_trimmed_d
         assert_same(db.table(name), before[name], KEYS[name], name)
 
     # The remedy the message names: T0 rebuilt from raw, the late row counted, rolled up.
-    result = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-01")
-    assert result.exit_code == 0, result.output
-    expected = expected_tables(db, rows)
-    for name in DAILY:
-        assert_same(_of_day(db.table(name), T0), _of_day(expected[name], T0), KEYS[name], name)
+    _recompute_all_of_t0(db, cli, rows)
 
 
 def test_a_recompute_of_one_job_on_a_trimmed_day_keeps_the_other_sources_daily_rows(
@@ -117,11 +122,7 @@ def test_a_recompute_of_one_job_on_a_trimmed_day_keeps_the_other_sources_daily_r
     assert "kept the daily rows of 1 day(s)" in result.output, result.output
     for name in DAILY:
         assert_same(db.table(name), before[name], KEYS[name], name)
-    result = cli("recompute", "--from", "2024-03-01", "--to", "2024-03-01")
-    assert result.exit_code == 0, result.output
-    expected = expected_tables(db, rows)
-    for name in DAILY:
-        assert_same(_of_day(db.table(name), T0), _of_day(expected[name], T0), KEYS[name], name)
+    _recompute_all_of_t0(db, cli, rows)
 
 
 def test_the_daily_job_rolls_up_days_within_the_retention_as_before(

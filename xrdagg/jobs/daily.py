@@ -363,26 +363,18 @@ def _kept_message(kept: set[datetime], rolled_up: int, written: int) -> str:
     )
 
 
-def _ended_by_source() -> Select[Any]:
-    avg = t_stats_avg
+def _ended_by_source(table: Any, day_column: str) -> Select[Any]:
+    """`table`'s ended transfers per source, over the rows whose `day_column` lies in the day."""
+    day = table.c[day_column]
     return (
-        select(avg.c.source, func.sum(avg.c.transfers_ended))
-        .where(avg.c.bin_start >= DAY_LO, avg.c.bin_start < DAY_HI)
-        .group_by(avg.c.source)
+        select(table.c.source, func.sum(table.c.transfers_ended))
+        .where(day >= DAY_LO, day < DAY_HI)
+        .group_by(table.c.source)
     )
 
 
-def _pair_day_ended() -> Select[Any]:
-    pairs = t_site_pair_day
-    return (
-        select(pairs.c.source, func.sum(pairs.c.transfers_ended))
-        .where(pairs.c.day >= DAY_LO, pairs.c.day < DAY_HI)
-        .group_by(pairs.c.source)
-    )
-
-
-_ENDED_BY_SOURCE = _ended_by_source()
-_PAIR_DAY_ENDED = _pair_day_ended()
+_ENDED_BY_SOURCE = _ended_by_source(t_stats_avg, "bin_start")
+_PAIR_DAY_ENDED = _ended_by_source(t_site_pair_day, "day")
 _DAILY_ACCESSES = select(func.sum(t_stats_access_pattern_a.c.accesses)).where(
     t_stats_access_pattern_a.c.day >= DAY_LO, t_stats_access_pattern_a.c.day < DAY_HI
 )
