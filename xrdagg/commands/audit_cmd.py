@@ -12,6 +12,7 @@ from xrdagg.commands.common import Context, console, err_console, parse_utc, pas
 from xrdagg.errors import XrdaggError
 from xrdagg.jobs.audit import AuditResult
 from xrdagg.operations import audit_statistics
+from xrdagg.rules import midnight
 
 # Exit status: the audit's answer, or that it could not give one.
 CONSISTENT, DIFFERENT, FAILED = 0, 1, 2
@@ -69,8 +70,8 @@ def audit(
     """
     try:
         first, last = parse_utc(day_from, "--from"), parse_utc(day_to, "--to")
-        first = first and first.replace(hour=0, minute=0, second=0)
-        last = last and last.replace(hour=0, minute=0, second=0)
+        first = first and midnight(first)
+        last = last and midnight(last)
         if first and last and last < first:
             raise click.BadParameter("--to is before --from", param_hint="--to")
         if repair and workers > 1 and ctx.settings.backend == "sqlite":

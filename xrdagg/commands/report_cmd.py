@@ -15,6 +15,7 @@ from xrdagg.commands.common import Context, console, operator_errors, parse_utc,
 from xrdagg.db.dialect import db_now
 from xrdagg.extras import require
 from xrdagg.report.kinds import FORMATS, KINDS
+from xrdagg.rules import midnight
 
 if TYPE_CHECKING:
     from xrdagg.report import query
@@ -89,7 +90,7 @@ def resolve_range(ctx: Context, start: str | None, end: str | None) -> tuple[dat
     if end is None:
         with ctx.engine.connect() as conn:
             now = conn.execute(select(db_now())).scalar_one()
-        upper = datetime(now.year, now.month, now.day) + timedelta(days=1)
+        upper = midnight(now) + timedelta(days=1)
     else:
         upper, is_day = _day_or_time(end, "--to")
         upper += timedelta(days=1) if is_day else timedelta(0)

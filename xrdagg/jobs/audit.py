@@ -57,6 +57,7 @@ from xrdagg.jobs.kind import BEGINNING, RunContext, RunCounts
 from xrdagg.jobs.pause import pauses
 from xrdagg.jobs.recompute import Recompute
 from xrdagg.jobs.specs import JobSpec
+from xrdagg.rules import midnight
 from xrdagg.sources import SOURCES, Source
 
 DEFAULT_AUDIT_DAYS = 7  # the audit job's range when its `days` is not set
@@ -234,7 +235,7 @@ def raw_duplicates(
     copies = statement.group_by(raw.c.unique_id).having(func.count() > 1)
     found: dict[datetime, int] = defaultdict(int)
     for row in conn.execute(copies):
-        found[row.first_end.replace(hour=0, minute=0, second=0)] += int(row.extra)
+        found[midnight(row.first_end)] += int(row.extra)
     return dict(found)
 
 
@@ -308,7 +309,7 @@ def run(conn: Connection, context: RunContext) -> RunCounts:
     the differing days are rebuilt in the run's transaction, holding the 10-minute jobs' locks.
     The days rebuilt are marked dirty: the daily job rolls them up."""
     spec = context.job
-    today = context.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = midnight(context.now)
     day_from = today - ((spec.days or DEFAULT_AUDIT_DAYS) - 1) * DAY
     jobs = source_jobs(context.upstream_jobs)
     try:

@@ -48,7 +48,7 @@ from xrdagg.jobs.stage import (
     stage_resolved,
     t_stage_group,
 )
-from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS, seconds_since_epoch
+from xrdagg.rules import BIN_SECONDS, MAX_TRANSFER_SECONDS, midnight, seconds_since_epoch
 from xrdagg.sources import SOURCES, Source
 
 DEFAULT_MAX_CHUNK_ROWS = 1_000_000
@@ -74,7 +74,7 @@ class Chunk:
     @property
     def days(self) -> list[datetime]:
         """The midnights of the days the chunk's bins belong to."""
-        first = self.start.replace(hour=0, minute=0, second=0)
+        first = midnight(self.start)
         count = math.ceil((self.end - first) / timedelta(days=1))
         return [first + timedelta(days=i) for i in range(count)]
 
