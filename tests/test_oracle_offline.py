@@ -125,7 +125,7 @@ def test_every_executed_statement_compiles_for_oracle_and_passes_the_lint(
     # list the roll-up of the changed keys reads them from T_TOPOLOGY_DELTA: compiled here, and
     # so is the read of a changed alias's spellings (the workflow changes no alias).
     spellings = [apply._spellings_statement(source) for source in SOURCES.values()]
-    # The daily job's test for days trimmed by housekeeping runs only with a retention set.
+    # The daily job's test for trimmed days runs only on days marked long after they happened.
     for statement in [
         *executed_statements,
         *apply._rollup_statements(as_values=False),

@@ -384,7 +384,8 @@ _ACCESSES = tuple(
     )
     for table in (t_stats_access_pattern, t_user_activity)
 )
-# Every statement of that test, for the Oracle offline check (they run only with a retention).
+# Every statement of that test, for the Oracle offline check: they run only on days marked more
+# than TRIM_HORIZON_DAYS after they happened, so it compiles them whatever its workflow reaches.
 TRIMMED_DAY_CHECKS = (_ENDED_BY_SOURCE, _PAIR_DAY_ENDED, _DAILY_ACCESSES, *_ACCESSES)
 
 
